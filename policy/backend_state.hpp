@@ -1,0 +1,80 @@
+#pragma once
+// A backend's state, changed in one place (SPEC §3), and the bookkeeping that decides
+// when its flush epoch moves (SPEC §5). Pure: the prober and the sessions feed events in,
+// the proxy broadcasts what comes out.
+
+#include <cstdint>
+#include <ostream>
+#include <string>
+#include <string_view>
+
+namespace respfence::policy {
+
+enum class backend_state : uint8_t { connecting, loading, ready, down };
+
+const char* to_string(backend_state s);
+std::ostream& operator<<(std::ostream& os, backend_state s);
+
+struct transition {
+  backend_state from;
+  backend_state to;
+  bool changed() const { return from != to; }
+  // A loading phase ended with a dataset in place: a new generation (SPEC §5.3).
+  bool loading_completed() const {
+    return from == backend_state::loading && to == backend_state::ready;
+  }
+};
+
+class backend_state_machine {
+ public:
+  backend_state state() const { return state_; }
+
+  // The prober's connection is established again after the backend was down.
+  transition on_probe_connected();
+  // The prober got an INFO answer; `loading` is INFO persistence's loading:0/1.
+  transition on_probe_answer(bool loading);
+  // Connect refused/reset, or a probe timed out.
+  transition on_probe_failed();
+  // A forwarded command was answered -LOADING (a race with the prober).
+  transition on_loading_reply();
+
+ private:
+  transition move(backend_state to);
+  backend_state state_ = backend_state::connecting;
+};
+
+// What the prober read from INFO.
+struct probe_info {
+  bool loading = false;
+  double loading_perc = 0;
+  int64_t loading_eta_s = 0;
+  std::string run_id;
+  std::string server_name;  // "redis", "valkey", ... (INFO server_name, empty before Valkey)
+  uint64_t flush_calls = 0;  // cmdstat_flushall + cmdstat_flushdb calls
+};
+
+// Decides how far a backend's flush epoch moves at each probe. A flush sent through the
+// proxy bumps the epoch before it is sent (`proxy_flushes` counts those); the prober then
+// sees the server's counter grow by the same amount and must not count it twice.
+// Reads the fields above out of an INFO reply (server, persistence, commandstats).
+probe_info parse_info(std::string_view text);
+
+struct epoch_bump {
+  uint64_t n = 0;
+  const char* reason = "";  // "restart" or "external_flush"
+};
+
+class flush_epoch_tracker {
+ public:
+  // How many epochs this probe adds, and why.
+  epoch_bump on_probe(const probe_info& info, uint64_t proxy_flushes_total);
+
+ private:
+  bool have_base_ = false;
+  std::string run_id_;
+  uint64_t base_calls_ = 0;      // server counter at the start of this run
+  uint64_t base_proxy_ = 0;      // proxy counter at the same moment
+  uint64_t external_ = 0;        // flushes attributed to someone else, this run
+};
+
+}  // namespace respfence::policy

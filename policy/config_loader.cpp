@@ -1,0 +1,317 @@
+#include "policy/config_loader.hpp"
+
+// Config loading is not on the data path, but the proxy is built without relying on
+// exceptions; toml++ then reports errors through parse_result.
+#define TOML_EXCEPTIONS 0
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+namespace respfence::policy {
+
+namespace {
+
+class loader {
+ public:
+  explicit loader(std::string source) : source_(std::move(source)) {}
+
+  load_result run(std::string_view text) {
+    load_result out;
+    toml::parse_result parsed = toml::parse(text, source_);
+    if (!parsed) {
+      const auto& e = parsed.error();
+      out.error = at(e.source()) + std::string(e.description());
+      return out;
+    }
+    cfg_.source = source_;
+    top(parsed.table());
+    if (error_.empty()) {
+      if (std::string why = validate(cfg_); !why.empty()) error_ = source_ + ": " + why;
+    }
+    out.cfg = std::move(cfg_);
+    out.error = std::move(error_);
+    return out;
+  }
+
+ private:
+  std::string at(const toml::source_region& r) const {
+    return source_ + ":" + std::to_string(r.begin.line) + ":" + std::to_string(r.begin.column) +
+           ": ";
+  }
+  void fail(const toml::source_region& r, const std::string& msg) {
+    if (error_.empty()) error_ = at(r) + msg;
+  }
+  void unknown(const toml::key& k, std::string_view section) {
+    fail(k.source(), "unknown key '" + std::string(k.str()) + "' in " + std::string(section));
+  }
+
+  bool get_string(const toml::node& n, std::string& out, std::string_view name) {
+    if (auto v = n.value<std::string>(); v && n.is_string()) {
+      out = *v;
+      return true;
+    }
+    fail(n.source(), std::string(name) + " must be a string");
+    return false;
+  }
+  bool get_bool(const toml::node& n, bool& out, std::string_view name) {
+    if (n.is_boolean()) {
+      out = *n.value<bool>();
+      return true;
+    }
+    fail(n.source(), std::string(name) + " must be true or false");
+    return false;
+  }
+  template <typename T>
+  bool get_uint(const toml::node& n, T& out, std::string_view name, uint64_t min = 0) {
+    if (!n.is_integer()) {
+      fail(n.source(), std::string(name) + " must be an integer");
+      return false;
+    }
+    const int64_t v = *n.value<int64_t>();
+    if (v < 0 || static_cast<uint64_t>(v) < min ||
+        static_cast<uint64_t>(v) > std::numeric_limits<T>::max()) {
+      fail(n.source(), std::string(name) + " is out of range");
+      return false;
+    }
+    out = static_cast<T>(v);
+    return true;
+  }
+  const toml::table* table_of(const toml::node& n, std::string_view name) {
+    if (const toml::table* t = n.as_table()) return t;
+    fail(n.source(), std::string(name) + " must be a table");
+    return nullptr;
+  }
+
+  void top(const toml::table& t) {
+    for (auto&& [k, v] : t) {
+      if (k == "server") {
+        if (auto* s = table_of(v, "[server]")) server(*s);
+      } else if (k == "backend") {
+        const toml::array* arr = v.as_array();
+        if (arr == nullptr || !arr->is_array_of_tables()) {
+          fail(v.source(), "backend must be an array of tables: [[backend]]");
+          continue;
+        }
+        for (const auto& b : *arr) backend(*b.as_table());
+      } else if (k == "routing") {
+        if (auto* s = table_of(v, "[routing]")) routing(*s);
+      } else if (k == "policy") {
+        if (auto* s = table_of(v, "[policy]")) policy(*s);
+      } else if (k == "health") {
+        if (auto* s = table_of(v, "[health]")) health(*s);
+      } else {
+        unknown(k, "the top level");
+      }
+    }
+    if (cfg_.backends.empty() && error_.empty()) {
+      error_ = source_ + ": at least one [[backend]] is needed";
+    }
+  }
+
+  void check_endpoint(const toml::node& n, const std::string& s, std::string_view name,
+                      bool allow_empty) {
+    if (allow_empty && s.empty()) return;
+    std::string why;
+    if (!parse_endpoint(s, &why)) fail(n.source(), std::string(name) + ": " + why);
+  }
+
+  void server(const toml::table& t) {
+    auto& s = cfg_.server;
+    for (auto&& [k, v] : t) {
+      if (k == "listen") {
+        if (get_string(v, s.listen, "server.listen")) {
+          check_endpoint(v, s.listen, "server.listen", false);
+        }
+      } else if (k == "admin") {
+        if (get_string(v, s.admin, "server.admin")) {
+          check_endpoint(v, s.admin, "server.admin", true);
+        }
+      } else if (k == "threads") {
+        get_uint(v, s.threads, "server.threads");
+        if (s.threads > 1024) fail(v.source(), "server.threads is out of range (0-1024)");
+      } else if (k == "client_output_limit") {
+        get_uint(v, s.client_output_limit, "server.client_output_limit", 1024);
+      } else if (k == "shutdown_timeout_ms") {
+        get_uint(v, s.shutdown_timeout_ms, "server.shutdown_timeout_ms");
+      } else if (k == "log_level") {
+        std::string lv;
+        if (get_string(v, lv, "server.log_level")) {
+          if (auto l = parse_log_level(lv)) {
+            s.log = *l;
+          } else {
+            fail(v.source(), "server.log_level must be debug, info, warn or error");
+          }
+        }
+      } else {
+        unknown(k, "[server]");
+      }
+    }
+  }
+
+  void backend(const toml::table& t) {
+    backend_config b;
+    bool named = false;
+    for (auto&& [k, v] : t) {
+      if (k == "name") {
+        named = get_string(v, b.name, "backend.name");
+        if (named && b.name.empty()) fail(v.source(), "backend.name must not be empty");
+      } else if (k == "address") {
+        if (get_string(v, b.address, "backend.address")) {
+          check_endpoint(v, b.address, "backend.address", false);
+        }
+      } else if (k == "username") {
+        get_string(v, b.username, "backend.username");
+      } else if (k == "password") {
+        get_string(v, b.password, "backend.password");
+      } else if (k == "slots") {
+        std::string s;
+        if (get_string(v, s, "backend.slots")) {
+          std::string why;
+          if (auto r = parse_slot_ranges(s, &why)) {
+            b.slots = std::move(*r);
+          } else {
+            fail(v.source(), "backend.slots: " + why);
+          }
+        }
+      } else {
+        unknown(k, "[[backend]]");
+      }
+    }
+    if (!named) b.name = cfg_.backends.empty() ? "main" : "backend" + std::to_string(cfg_.backends.size());
+    cfg_.backends.push_back(std::move(b));
+  }
+
+  void routing(const toml::table& t) {
+    for (auto&& [k, v] : t) {
+      if (k == "mode") {
+        std::string m;
+        if (!get_string(v, m, "routing.mode")) continue;
+        if (m == "single") {
+          cfg_.routing.mode = routing_mode::single;
+        } else if (m == "slots") {
+          cfg_.routing.mode = routing_mode::slots;
+        } else {
+          fail(v.source(), "routing.mode must be \"single\" or \"slots\"");
+        }
+      } else {
+        unknown(k, "[routing]");
+      }
+    }
+  }
+
+  bool get_action(const toml::node& n, action& out, std::string_view name) {
+    std::string s;
+    if (!get_string(n, s, name)) return false;
+    if (auto a = parse_action(s)) {
+      out = *a;
+      return true;
+    }
+    fail(n.source(), std::string(name) + " must be \"queue\", \"reject\" or \"forward\"");
+    return false;
+  }
+
+  void policy(const toml::table& t) {
+    auto& p = cfg_.policy;
+    for (auto&& [k, v] : t) {
+      if (k == "on_loading") {
+        get_action(v, p.on_loading, "policy.on_loading");
+      } else if (k == "queue_timeout_ms") {
+        get_uint(v, p.queue_timeout_ms, "policy.queue_timeout_ms");
+      } else if (k == "queue_max") {
+        get_uint(v, p.queue_max, "policy.queue_max");
+      } else if (k == "queue_max_bytes") {
+        get_uint(v, p.queue_max_bytes, "policy.queue_max_bytes");
+      } else if (k == "ping_rewrite") {
+        get_bool(v, p.ping_rewrite, "policy.ping_rewrite");
+      } else if (k == "learn_from_backend") {
+        get_bool(v, p.learn_from_backend, "policy.learn_from_backend");
+      } else if (k == "flush_fence") {
+        get_bool(v, p.flush_fence, "policy.flush_fence");
+      } else if (k == "commands") {
+        if (auto* c = table_of(v, "[policy.commands]")) commands(*c);
+      } else {
+        unknown(k, "[policy]");
+      }
+    }
+  }
+
+  void commands(const toml::table& t) {
+    for (auto&& [k, v] : t) {
+      command_override o;
+      o.name = std::string(k.str());
+      std::transform(o.name.begin(), o.name.end(), o.name.begin(),
+                     [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+      if (o.name.empty() || o.name.size() > command_table::max_name ||
+          o.name.find_first_of(" \t") != std::string::npos) {
+        fail(k.source(), "'" + std::string(k.str()) + "' is not a command name");
+        continue;
+      }
+      const std::string where = "policy.commands." + std::string(k.str());
+      if (v.is_string()) {
+        get_action(v, o.act, where);
+      } else if (const toml::table* rt = v.as_table()) {
+        bool has_action = false;
+        for (auto&& [rk, rv] : *rt) {
+          if (rk == "action") {
+            has_action = get_action(rv, o.act, where + ".action");
+          } else if (rk == "timeout_ms") {
+            uint32_t ms = 0;
+            if (get_uint(rv, ms, where + ".timeout_ms")) o.timeout_ms = ms;
+          } else {
+            unknown(rk, "[policy.commands] entry (action, timeout_ms)");
+          }
+        }
+        if (!has_action && error_.empty()) fail(v.source(), where + " needs an action");
+      } else {
+        fail(v.source(), where + " must be an action string or { action = ..., timeout_ms = ... }");
+        continue;
+      }
+      for (const auto& prev : cfg_.policy.commands) {
+        if (prev.name == o.name) fail(k.source(), "'" + o.name + "' is listed twice");
+      }
+      cfg_.policy.commands.push_back(std::move(o));
+    }
+  }
+
+  void health(const toml::table& t) {
+    auto& h = cfg_.health;
+    for (auto&& [k, v] : t) {
+      if (k == "interval_ms") {
+        get_uint(v, h.interval_ms, "health.interval_ms", 1);
+      } else if (k == "loading_interval_ms") {
+        get_uint(v, h.loading_interval_ms, "health.loading_interval_ms", 1);
+      } else if (k == "timeout_ms") {
+        get_uint(v, h.timeout_ms, "health.timeout_ms", 1);
+      } else {
+        unknown(k, "[health]");
+      }
+    }
+  }
+
+  std::string source_;
+  std::string error_;
+  config cfg_;
+};
+
+}  // namespace
+
+load_result load_config_text(std::string_view text, std::string_view source) {
+  return loader(std::string(source)).run(text);
+}
+
+load_result load_config_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    load_result r;
+    r.error = path + ":1:1: cannot open the file";
+    return r;
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return load_config_text(ss.str(), path);
+}
+
+}  // namespace respfence::policy

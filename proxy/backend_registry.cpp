@@ -1,0 +1,197 @@
+#include "proxy/backend_registry.hpp"
+
+#include "proxy/errors.hpp"
+#include "proxy/log.hpp"
+
+namespace respfence::proxy {
+
+using policy::backend_state;
+
+backend_registry::backend_registry(const std::vector<policy::backend_config>& backends,
+                                   change_fn on_change, learned_fn on_learned)
+    : on_change_(std::move(on_change)), on_learned_(std::move(on_learned)) {
+  for (const auto& c : backends) {
+    auto b = std::make_unique<backend>();
+    b->cfg = c;
+    b_.push_back(std::move(b));
+  }
+}
+
+backend_snapshot backend_registry::snapshot_locked(const backend& b) const {
+  return backend_snapshot{b.sm.state(), b.echo_loading_safe, b.loading_error};
+}
+
+backend_snapshot backend_registry::snapshot(size_t i) const {
+  std::lock_guard<std::mutex> lock(b_[i]->mu);
+  return snapshot_locked(*b_[i]);
+}
+
+void backend_registry::apply(size_t i, backend& b, policy::transition t, const char* why) {
+  if (!t.changed()) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (t.to == backend_state::loading) b.loading_since = now;
+  if (t.from == backend_state::loading) {
+    b.loading_seconds += std::chrono::duration<double>(now - b.loading_since).count();
+  }
+  log::info("backend_state", {{"backend", b.cfg.name},
+                              {"from", policy::to_string(t.from)},
+                              {"to", policy::to_string(t.to)},
+                              {"reason", why}});
+  if (t.loading_completed()) {
+    // A loading phase ended: the dataset is a new generation (SPEC §5.3).
+    const uint64_t e = b.epoch.fetch_add(1, std::memory_order_acq_rel) + 1;
+    log::info("flush_epoch", {{"backend", b.cfg.name}, {"epoch", e}, {"reason", "loading_completed"}});
+  }
+  on_change_(i, snapshot_locked(b));
+}
+
+void backend_registry::probe_connected(size_t i) {
+  backend& b = *b_[i];
+  std::lock_guard<std::mutex> lock(b.mu);
+  apply(i, b, b.sm.on_probe_connected(), "probe_connected");
+}
+
+void backend_registry::probe_answer(size_t i, const policy::probe_info& info) {
+  backend& b = *b_[i];
+  std::lock_guard<std::mutex> lock(b.mu);
+  b.last = info;
+  b.last_error.clear();
+  if (!info.server_name.empty()) {
+    // The server's own name goes into the LOADING text the proxy sends for it.
+    std::string name = info.server_name;
+    if (name == "redis") name = "Redis";
+    if (name == "valkey") name = "Valkey";
+    const std::string text = err::loading(name);
+    if (text != b.loading_error) {
+      b.loading_error = text;
+      on_change_(i, snapshot_locked(b));
+    }
+  }
+  const policy::epoch_bump bump =
+      b.tracker.on_probe(info, b.proxy_flushes.load(std::memory_order_relaxed));
+  if (bump.n > 0) {
+    const uint64_t e = b.epoch.fetch_add(bump.n, std::memory_order_acq_rel) + bump.n;
+    log::info("flush_epoch", {{"backend", b.cfg.name}, {"epoch", e}, {"reason", bump.reason}});
+  }
+  apply(i, b, b.sm.on_probe_answer(info.loading), info.loading ? "info_loading" : "info_ready");
+}
+
+void backend_registry::probe_failed(size_t i, const std::string& why) {
+  backend& b = *b_[i];
+  std::lock_guard<std::mutex> lock(b.mu);
+  if (b.last_error != why) {
+    log::warn("backend_error", {{"backend", b.cfg.name}, {"error", why}});
+  }
+  b.last_error = why;
+  apply(i, b, b.sm.on_probe_failed(), "probe_failed");
+}
+
+void backend_registry::learned(size_t i, const policy::learned_commands& cmds) {
+  {
+    backend& b = *b_[i];
+    std::lock_guard<std::mutex> lock(b.mu);
+    const bool echo = cmds.echo_loading_safe();
+    if (echo != b.echo_loading_safe) {
+      b.echo_loading_safe = echo;
+      on_change_(i, snapshot_locked(b));
+    }
+    log::info("commands_learned", {{"backend", b.cfg.name},
+                                   {"commands", cmds.entries.size()},
+                                   {"echo_loading_safe", echo ? "true" : "false"}});
+  }
+  on_learned_(i, cmds);
+}
+
+void backend_registry::loading_reply(size_t i, std::string_view line) {
+  backend& b = *b_[i];
+  {
+    std::lock_guard<std::mutex> lock(b.mu);
+    std::string text(line);
+    if (text.size() < 2 || text.compare(text.size() - 2, 2, "\r\n") != 0) text += "\r\n";
+    if (text[0] == '-' && text != b.loading_error) {
+      b.loading_error = text;
+      on_change_(i, snapshot_locked(b));
+    }
+    apply(i, b, b.sm.on_loading_reply(), "loading_reply");
+  }
+  wake(i);
+}
+
+void backend_registry::unreachable(size_t i) {
+  backend& b = *b_[i];
+  {
+    std::lock_guard<std::mutex> lock(b.mu);
+    apply(i, b, b.sm.on_probe_failed(), "connect_failed");
+  }
+  wake(i);
+}
+
+void backend_registry::bump_epoch(size_t i, const char* why) {
+  backend& b = *b_[i];
+  const uint64_t e = b.epoch.fetch_add(1, std::memory_order_acq_rel) + 1;
+  log::info("flush_epoch", {{"backend", b.cfg.name}, {"epoch", e}, {"reason", why}});
+}
+
+bool backend_registry::queue_admit(size_t i, size_t bytes, uint64_t max_count, uint64_t max_bytes) {
+  backend& b = *b_[i];
+  const int64_t n = b.queued.fetch_add(1, std::memory_order_relaxed) + 1;
+  const int64_t nb =
+      b.queued_bytes.fetch_add(static_cast<int64_t>(bytes), std::memory_order_relaxed) +
+      static_cast<int64_t>(bytes);
+  if (static_cast<uint64_t>(n) > max_count || static_cast<uint64_t>(nb) > max_bytes) {
+    queue_release(i, bytes);
+    return false;
+  }
+  return true;
+}
+
+void backend_registry::queue_release(size_t i, size_t bytes) {
+  backend& b = *b_[i];
+  b.queued.fetch_sub(1, std::memory_order_relaxed);
+  b.queued_bytes.fetch_sub(static_cast<int64_t>(bytes), std::memory_order_relaxed);
+}
+
+backend_status backend_registry::status(size_t i) const {
+  const backend& b = *b_[i];
+  std::lock_guard<std::mutex> lock(b.mu);
+  backend_status s;
+  s.name = b.cfg.name;
+  s.address = b.cfg.address;
+  s.state = b.sm.state();
+  s.loading_perc = s.state == backend_state::loading ? b.last.loading_perc : 0;
+  s.loading_eta_s = s.state == backend_state::loading ? b.last.loading_eta_s : 0;
+  s.flush_epoch = b.epoch.load(std::memory_order_acquire);
+  s.queued = b.queued.load(std::memory_order_relaxed);
+  s.queued_bytes = b.queued_bytes.load(std::memory_order_relaxed);
+  s.loading_seconds_total = b.loading_seconds;
+  if (s.state == backend_state::loading) {
+    s.loading_seconds_total +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - b.loading_since).count();
+  }
+  s.run_id = b.last.run_id;
+  s.last_error = b.last_error;
+  return s;
+}
+
+void backend_registry::wait(size_t i, std::chrono::milliseconds d) {
+  backend& b = *b_[i];
+  std::unique_lock<std::mutex> lock(b.mu);
+  b.cv.wait_for(lock, d, [&] { return b.woken || stopping_.load(); });
+  b.woken = false;
+}
+
+void backend_registry::wake(size_t i) {
+  backend& b = *b_[i];
+  {
+    std::lock_guard<std::mutex> lock(b.mu);
+    b.woken = true;
+  }
+  b.cv.notify_all();
+}
+
+void backend_registry::stop() {
+  stopping_.store(true);
+  for (size_t i = 0; i < b_.size(); ++i) wake(i);
+}
+
+}  // namespace respfence::proxy

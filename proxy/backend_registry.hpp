@@ -1,0 +1,111 @@
+#pragma once
+// The one place where each backend's state changes (SPEC §3), and its flush epoch
+// (SPEC §5). Probers and sessions report events here, from any thread; every change is
+// then pushed to the workers, which keep their own copy (backend_view) so that the
+// per-command path reads plain memory, never a lock or a shared atomic.
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "policy/backend_state.hpp"
+#include "policy/config.hpp"
+#include "policy/loading_policy.hpp"
+
+namespace respfence::proxy {
+
+struct backend_snapshot {
+  policy::backend_state state = policy::backend_state::connecting;
+  bool echo_loading_safe = true;
+  std::string loading_error;
+};
+
+struct backend_status {
+  std::string name;
+  std::string address;
+  policy::backend_state state = policy::backend_state::connecting;
+  double loading_perc = 0;
+  int64_t loading_eta_s = 0;
+  uint64_t flush_epoch = 0;
+  int64_t queued = 0;
+  int64_t queued_bytes = 0;
+  double loading_seconds_total = 0;
+  std::string run_id;
+  std::string last_error;
+};
+
+class backend_registry {
+ public:
+  using change_fn = std::function<void(size_t backend, const backend_snapshot&)>;
+  using learned_fn = std::function<void(size_t backend, const policy::learned_commands&)>;
+
+  backend_registry(const std::vector<policy::backend_config>& backends, change_fn on_change,
+                   learned_fn on_learned);
+
+  size_t size() const { return b_.size(); }
+  const policy::backend_config& config(size_t b) const { return b_[b]->cfg; }
+
+  // Prober events.
+  void probe_connected(size_t b);
+  void probe_answer(size_t b, const policy::probe_info& info);
+  void probe_failed(size_t b, const std::string& why);
+  void learned(size_t b, const policy::learned_commands& cmds);
+  // Session events.
+  void loading_reply(size_t b, std::string_view line);
+  void unreachable(size_t b);
+
+  // Flush epochs.
+  void bump_epoch(size_t b, const char* why);
+  uint64_t epoch(size_t b) const { return b_[b]->epoch.load(std::memory_order_acquire); }
+  void flush_sent(size_t b) { b_[b]->proxy_flushes.fetch_add(1, std::memory_order_relaxed); }
+
+  // Queue bounds over all clients and threads (only the queueing path touches these).
+  bool queue_admit(size_t b, size_t bytes, uint64_t max_count, uint64_t max_bytes);
+  void queue_release(size_t b, size_t bytes);
+
+  backend_status status(size_t b) const;
+  backend_snapshot snapshot(size_t b) const;
+
+  // The prober sleeps here between probes; a -LOADING reply or a failed connect wakes it.
+  void wait(size_t b, std::chrono::milliseconds d);
+  void wake(size_t b);
+  void stop();
+  bool stopping() const { return stopping_.load(); }
+
+ private:
+  struct backend {
+    policy::backend_config cfg;
+    mutable std::mutex mu;
+    std::condition_variable cv;
+    bool woken = false;
+    policy::backend_state_machine sm;
+    policy::flush_epoch_tracker tracker;
+    policy::probe_info last;
+    std::string loading_error = "-LOADING Redis is loading the dataset in memory\r\n";
+    bool echo_loading_safe = true;
+    std::string last_error;
+    std::chrono::steady_clock::time_point loading_since{};
+    double loading_seconds = 0;
+    std::atomic<uint64_t> epoch{0};
+    std::atomic<uint64_t> proxy_flushes{0};
+    std::atomic<int64_t> queued{0};
+    std::atomic<int64_t> queued_bytes{0};
+  };
+
+  // With b.mu held: apply a transition, log it, and tell the workers.
+  void apply(size_t i, backend& b, policy::transition t, const char* why);
+  backend_snapshot snapshot_locked(const backend& b) const;
+
+  std::vector<std::unique_ptr<backend>> b_;
+  change_fn on_change_;
+  learned_fn on_learned_;
+  std::atomic<bool> stopping_{false};
+};
+
+}  // namespace respfence::proxy

@@ -1,0 +1,73 @@
+#include "proxy/errors.hpp"
+
+namespace respfence::proxy::err {
+
+namespace {
+// The server replaces CR and LF inside an error message with spaces.
+void append_clean(std::string& out, std::string_view s) {
+  for (char c : s) out.push_back((c == '\r' || c == '\n') ? ' ' : c);
+}
+// printf's %s stops at a NUL byte.
+std::string_view c_str_view(std::string_view s) { return s.substr(0, s.find('\0')); }
+}  // namespace
+
+std::string unknown_command(std::string_view name, const std::string_view* args, size_t nargs) {
+  // server.c commandCheckExistence: "'%.128s'" for the name, then argument quotes while
+  // the list is shorter than 128 bytes, each cut to what is left of the 128.
+  std::string list;
+  for (size_t i = 0; i < nargs && list.size() < 128; ++i) {
+    const size_t room = 128 - list.size();
+    list += '\'';
+    list.append(c_str_view(args[i]).substr(0, room));
+    list += "' ";
+  }
+  std::string s = "-ERR unknown command '";
+  append_clean(s, c_str_view(name).substr(0, 128));
+  s += "', with args beginning with: ";
+  append_clean(s, list);
+  s += "\r\n";
+  return s;
+}
+
+std::string unknown_subcommand(std::string_view container, std::string_view sub) {
+  std::string upper(container);
+  for (auto& c : upper) c = (c >= 'a' && c <= 'z') ? static_cast<char>(c - 32) : c;
+  std::string s = "-ERR unknown subcommand '";
+  append_clean(s, c_str_view(sub).substr(0, 128));
+  s += "'. Try ";
+  append_clean(s, upper);
+  s += " HELP.\r\n";
+  return s;
+}
+
+bool is_loading_error(std::string_view line) {
+  if (line.empty() || (line[0] != '-' && line[0] != '!')) return false;
+  auto lower_contains = [&](std::string_view needle) {
+    if (line.size() < needle.size()) return false;
+    for (size_t i = 0; i + needle.size() <= line.size(); ++i) {
+      size_t j = 0;
+      while (j < needle.size()) {
+        char c = line[i + j];
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
+        if (c != needle[j]) break;
+        ++j;
+      }
+      if (j == needle.size()) return true;
+    }
+    return false;
+  };
+  std::string_view body = line.substr(1);
+  if (body.substr(0, 4) == "ERR ") body.remove_prefix(4);
+  if (body.substr(0, 7) == "LOADING") return true;
+  return lower_contains("is loading the dataset") || lower_contains("restoring the db") ||
+         lower_contains("is restoring");
+}
+
+std::string wrong_arity(std::string_view fullname) {
+  std::string s = "-ERR wrong number of arguments for '";
+  append_clean(s, fullname);
+  s += "' command\r\n";
+  return s;
+}
+
+}  // namespace respfence::proxy::err

@@ -1,0 +1,87 @@
+#pragma once
+// Every error (and every canned reply) respfence itself sends to a client, in one place.
+// Where the server has an answer for the same situation, the text is the server's, byte
+// for byte (Redis 7.0 networking.c, multi.c, server.c, cluster.c).
+
+#include <string>
+#include <string_view>
+
+namespace respfence::proxy {
+
+namespace err {
+
+// Request framing (networking.c, processMultibulkBuffer / processInlineBuffer).
+inline constexpr std::string_view proto_invalid_multibulk_length =
+    "-ERR Protocol error: invalid multibulk length\r\n";
+inline constexpr std::string_view proto_invalid_bulk_length =
+    "-ERR Protocol error: invalid bulk length\r\n";
+inline constexpr std::string_view proto_expected_dollar_prefix =
+    "-ERR Protocol error: expected '$', got '";
+inline constexpr std::string_view proto_too_big_mbulk_count =
+    "-ERR Protocol error: too big mbulk count string\r\n";
+inline constexpr std::string_view proto_too_big_bulk_count =
+    "-ERR Protocol error: too big bulk count string\r\n";
+inline constexpr std::string_view proto_too_big_inline =
+    "-ERR Protocol error: too big inline request\r\n";
+inline constexpr std::string_view proto_unbalanced_quotes =
+    "-ERR Protocol error: unbalanced quotes in request\r\n";
+// A reply that starts like this is followed by the server closing the connection.
+inline constexpr std::string_view proto_error_prefix = "-ERR Protocol error";
+
+// Loading (server.c shared.loadingerr). The server's name is the backend's own.
+inline constexpr std::string_view loading_prefix = "-LOADING ";
+inline constexpr std::string_view loading_suffix = " is loading the dataset in memory\r\n";
+inline std::string loading(std::string_view server_name) {
+  std::string s(loading_prefix);
+  s += server_name;
+  s += loading_suffix;
+  return s;
+}
+
+// Transactions (multi.c, server.c).
+inline constexpr std::string_view multi_nested = "-ERR MULTI calls can not be nested\r\n";
+inline constexpr std::string_view exec_without_multi = "-ERR EXEC without MULTI\r\n";
+inline constexpr std::string_view discard_without_multi = "-ERR DISCARD without MULTI\r\n";
+inline constexpr std::string_view watch_inside_multi = "-ERR WATCH inside MULTI is not allowed\r\n";
+inline constexpr std::string_view not_allowed_in_multi =
+    "-ERR Command not allowed inside a transaction\r\n";
+inline constexpr std::string_view execabort_previous_errors =
+    "-EXECABORT Transaction discarded because of previous errors.\r\n";
+inline constexpr std::string_view execabort_because_prefix =
+    "-EXECABORT Transaction discarded because of: ";
+
+// Command checks (server.c commandCheckExistence / commandCheckArity).
+std::string unknown_command(std::string_view name, const std::string_view* args, size_t nargs);
+std::string unknown_subcommand(std::string_view container, std::string_view sub);
+std::string wrong_arity(std::string_view fullname);
+
+// Cluster-style routing (cluster.c).
+inline constexpr std::string_view crossslot =
+    "-CROSSSLOT Keys in request don't hash to the same slot\r\n";
+
+// respfence's own: the server has no answer for these.
+inline constexpr std::string_view backend_lost =
+    "-ERR respfence: connection to the backend was lost; the command may or may not have run\r\n";
+inline constexpr std::string_view backend_unreachable =
+    "-ERR respfence: cannot connect to the backend\r\n";
+inline constexpr std::string_view backend_protocol =
+    "-ERR respfence: the backend sent a reply that is not RESP\r\n";
+inline constexpr std::string_view shutting_down = "-ERR respfence: shutting down\r\n";
+inline constexpr std::string_view not_supported_sharded =
+    "-ERR respfence: this command is not supported with routing.mode = \"slots\"\r\n";
+
+// Is this error line a server saying it is loading? Tolerant of the variants: Redis and
+// Valkey "-LOADING ...", "-ERR LOADING ...", and Kvrocks' "restoring" text.
+bool is_loading_error(std::string_view line);
+
+}  // namespace err
+
+namespace rep {
+inline constexpr std::string_view ok = "+OK\r\n";
+inline constexpr std::string_view queued = "+QUEUED\r\n";
+inline constexpr std::string_view pong = "+PONG\r\n";
+inline constexpr std::string_view null_bulk = "$-1\r\n";
+inline constexpr std::string_view null_resp3 = "_\r\n";
+}  // namespace rep
+
+}  // namespace respfence::proxy

@@ -1,0 +1,193 @@
+#include "proxy/prober.hpp"
+
+#include <hiredis/hiredis.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <string>
+
+#include "proxy/reply_framer.hpp"
+#include "proxy/resp_value.hpp"
+
+namespace respfence::proxy {
+
+namespace {
+
+timeval to_tv(uint32_t ms) {
+  timeval tv{};
+  tv.tv_sec = static_cast<time_t>(ms / 1000);
+  tv.tv_usec = static_cast<suseconds_t>((ms % 1000) * 1000);
+  return tv;
+}
+
+struct reply_ptr {
+  redisReply* r;
+  explicit reply_ptr(void* p) : r(static_cast<redisReply*>(p)) {}
+  ~reply_ptr() {
+    if (r) freeReplyObject(r);
+  }
+  reply_ptr(const reply_ptr&) = delete;
+  reply_ptr& operator=(const reply_ptr&) = delete;
+};
+
+void add_learned(const resp_value& v, policy::learned_commands& out) {
+  if (v.type != '*' || v.elems.size() < 6 || v.elems[0].str.empty()) return;
+  policy::command_entry e;
+  e.name = v.elems[0].str;
+  e.arity = static_cast<int32_t>(v.elems[1].integer);
+  for (const auto& f : v.elems[2].elems) e.flags |= policy::parse_command_flag(f.str);
+  e.first_key = static_cast<int32_t>(v.elems[3].integer);
+  e.last_key = static_cast<int32_t>(v.elems[4].integer);
+  e.key_step = static_cast<int32_t>(v.elems[5].integer);
+  out.entries.push_back(std::move(e));
+  if (v.elems.size() > 9) {
+    for (const auto& sub : v.elems[9].elems) add_learned(sub, out);
+  }
+}
+
+}  // namespace
+
+prober::prober(backend_registry& reg, size_t backend, policy::endpoint ep,
+               const health_settings& hs)
+    : reg_(reg), b_(backend), ep_(std::move(ep)), hs_(hs) {}
+
+prober::~prober() {
+  join();
+  drop();
+}
+
+void prober::start() { thread_ = std::thread([this] { run(); }); }
+
+void prober::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void prober::drop() {
+  if (ctx_ != nullptr) {
+    redisFree(ctx_);
+    ctx_ = nullptr;
+  }
+}
+
+bool prober::connect(std::string& why) {
+  const timeval tv = to_tv(hs_.timeout_ms.load());
+  ctx_ = ep_.is_unix() ? redisConnectUnixWithTimeout(ep_.unix_path.c_str(), tv)
+                       : redisConnectWithTimeout(ep_.host.c_str(), ep_.port, tv);
+  if (ctx_ == nullptr || ctx_->err != 0) {
+    why = ctx_ ? ctx_->errstr : "out of memory";
+    drop();
+    return false;
+  }
+  redisSetTimeout(ctx_, tv);
+  const auto& cfg = reg_.config(b_);
+  if (!cfg.password.empty()) {
+    reply_ptr r(cfg.username.empty()
+                    ? redisCommand(ctx_, "AUTH %s", cfg.password.c_str())
+                    : redisCommand(ctx_, "AUTH %s %s", cfg.username.c_str(), cfg.password.c_str()));
+    if (r.r == nullptr || r.r->type == REDIS_REPLY_ERROR) {
+      why = r.r ? std::string(r.r->str, r.r->len) : std::string(ctx_->errstr);
+      drop();
+      return false;
+    }
+  }
+  return true;
+}
+
+bool prober::probe(std::string& why) {
+  std::string text;
+  auto info = [&](const char* cmd) -> int {
+    reply_ptr r(redisCommand(ctx_, cmd));
+    if (r.r == nullptr) {
+      why = std::string("probe failed: ") + ctx_->errstr;
+      return -1;
+    }
+    if (r.r->type == REDIS_REPLY_ERROR) {
+      why = std::string(r.r->str, r.r->len);
+      return 0;
+    }
+    if (r.r->type == REDIS_REPLY_STRING) text.append(r.r->str, r.r->len);
+    return 1;
+  };
+  if (!split_info_) {
+    const int rc = info("INFO server persistence commandstats");
+    if (rc < 0) return false;
+    if (rc == 0) split_info_ = true;  // before Redis 7 INFO takes one section
+  }
+  if (split_info_) {
+    if (info("INFO") <= 0 || info("INFO commandstats") <= 0) return false;
+  }
+  reg_.probe_answer(b_, policy::parse_info(text));
+  return true;
+}
+
+void prober::learn() {
+  // COMMAND nests deeper than hiredis 0.14 reads (7 levels), so the reply is read raw
+  // and framed by the proxy's own reply framer.
+  if (redisAppendCommand(ctx_, "COMMAND") != REDIS_OK) return;
+  int done = 0;
+  while (!done) {
+    if (redisBufferWrite(ctx_, &done) != REDIS_OK) return;
+  }
+  std::string buf;
+  reply_framer f;
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(hs_.timeout_ms.load() * 2);
+  char chunk[65536];
+  while (true) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    pollfd p{ctx_->fd, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
+    const ssize_t n = ::read(ctx_->fd, chunk, sizeof(chunk));
+    if (n <= 0) break;
+    buf.append(chunk, static_cast<size_t>(n));
+    const frame_status st = f.next(buf);
+    if (st == frame_status::need_more) continue;
+    if (st == frame_status::complete) {
+      if (auto v = parse_resp(std::string_view(buf).substr(0, f.consumed()))) {
+        policy::learned_commands learned;
+        for (const auto& c : v->elems) add_learned(c, learned);
+        if (!learned.entries.empty()) reg_.learned(b_, learned);
+        if (f.consumed() == buf.size()) return;
+      }
+    }
+    break;
+  }
+  // A half-read reply leaves the connection out of step: start a new one.
+  drop();
+}
+
+void prober::run() {
+  std::string why;
+  while (!reg_.stopping()) {
+    if (ctx_ == nullptr) {
+      if (!connect(why)) {
+        reg_.probe_failed(b_, why);
+        reg_.wait(b_, std::chrono::milliseconds(hs_.loading_interval_ms.load()));
+        continue;
+      }
+      reg_.probe_connected(b_);
+      if (hs_.learn.load() && learn_failures_ < 3) {
+        learn();
+        if (ctx_ == nullptr) {
+          ++learn_failures_;
+          continue;
+        }
+      }
+    }
+    if (!probe(why)) {
+      drop();
+      reg_.probe_failed(b_, why);
+      reg_.wait(b_, std::chrono::milliseconds(hs_.loading_interval_ms.load()));
+      continue;
+    }
+    const bool ready = reg_.snapshot(b_).state == policy::backend_state::ready;
+    reg_.wait(b_, std::chrono::milliseconds(ready ? hs_.interval_ms.load()
+                                                  : hs_.loading_interval_ms.load()));
+  }
+}
+
+}  // namespace respfence::proxy

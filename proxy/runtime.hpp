@@ -1,0 +1,96 @@
+#pragma once
+// The running proxy: the config, the backend registry and its probers, one worker per
+// I/O thread, and a control thread (the caller of run()) that accepts connections,
+// serves the admin endpoint, and handles signals and reloads.
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <asio.hpp>
+
+#include "policy/config.hpp"
+#include "policy/loading_policy.hpp"
+#include "proxy/backend_registry.hpp"
+#include "proxy/prober.hpp"
+#include "routing/router.hpp"
+
+namespace respfence::proxy {
+
+class worker;
+class admin_server;
+
+inline constexpr const char* k_version = "0.1.0";
+
+class runtime {
+ public:
+  explicit runtime(policy::config cfg);
+  ~runtime();
+  runtime(const runtime&) = delete;
+  runtime& operator=(const runtime&) = delete;
+
+  // Serves until SIGTERM/SIGINT; returns the process exit code.
+  int run();
+
+  // ---- for workers (any thread) ----
+  backend_registry& registry() { return *registry_; }
+  worker& worker_at(size_t i) { return *workers_[i]; }
+  size_t worker_count() const { return workers_.size(); }
+  uint64_t next_fence_id() { return fence_ids_.fetch_add(1) + 1; }
+  std::shared_ptr<const policy::policy_table> current_policy() const;
+  std::shared_ptr<const routing::router> router() const { return router_; }
+  const std::vector<asio::generic::stream_protocol::endpoint>& backend_endpoints() const {
+    return endpoints_;
+  }
+  uint32_t connect_timeout_ms() const { return health_.timeout_ms.load(); }
+  void worker_idle(size_t i);
+
+  // ---- admin endpoint (control thread) ----
+  std::string status_json() const;
+  std::string metrics_text() const;
+  bool all_ready(std::string& why) const;
+  // Re-reads the config file; returns a one-line report. Applies what can apply live.
+  std::string reload(bool* ok = nullptr);
+
+ private:
+  void on_backend_change(size_t b, const backend_snapshot& s);
+  void on_learned(size_t b, const policy::learned_commands& cmds);
+  void publish_policy();
+  void accept();
+  void wait_signal();
+  void begin_shutdown();
+  void finish_shutdown();
+
+  policy::config cfg_;
+  mutable std::mutex mu_;  // cfg_ (on reload), policy_, learned_
+  std::shared_ptr<const policy::policy_table> policy_;
+  std::optional<policy::learned_commands> learned_;
+  std::shared_ptr<const routing::router> router_;
+  std::vector<asio::generic::stream_protocol::endpoint> endpoints_;
+  health_settings health_;
+  std::unique_ptr<backend_registry> registry_;
+  std::vector<std::unique_ptr<worker>> workers_;
+  std::vector<std::unique_ptr<prober>> probers_;
+
+  asio::io_context control_;
+  asio::basic_socket_acceptor<asio::generic::stream_protocol> acceptor_;
+  asio::signal_set signals_;
+  asio::steady_timer shutdown_timer_;
+  std::unique_ptr<admin_server> admin_;
+  size_t next_worker_ = 0;
+  std::atomic<uint64_t> fence_ids_{0};
+  std::atomic<size_t> idle_workers_{0};
+  bool shutting_down_ = false;
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+};
+
+// "127.0.0.1:6379", "localhost:6379" or "unix:/path" as a socket address; nullopt (with
+// `why`) if it does not resolve.
+std::optional<asio::generic::stream_protocol::endpoint> resolve_endpoint(const std::string& s,
+                                                                         std::string* why);
+
+}  // namespace respfence::proxy

@@ -1,0 +1,637 @@
+// session_core: requests in, decisions made (SPEC §4). Replies and output are in
+// session_replies.cpp, transactions in session_tx.cpp.
+
+#include "proxy/session_core.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+#include "proxy/errors.hpp"
+#include "proxy/resp_writer.hpp"
+#include "proxy/session_internal.hpp"
+
+namespace respfence::proxy {
+
+using policy::backend_state;
+using policy::command_kind;
+using policy::decision;
+
+const char* to_string(entry_state s) {
+  switch (s) {
+    case entry_state::held:
+      return "held";
+    case entry_state::sent:
+      return "sent";
+    case entry_state::done:
+      return "done";
+  }
+  return "?";
+}
+
+const char* to_string(reply_kind k) {
+  switch (k) {
+    case reply_kind::pass:
+      return "pass";
+    case reply_kind::ping_bare:
+      return "ping_bare";
+    case reply_kind::subscribe:
+      return "subscribe";
+    case reply_kind::tx_exec:
+      return "tx_exec";
+    case reply_kind::merge:
+      return "merge";
+    case reply_kind::local:
+      return "local";
+  }
+  return "?";
+}
+
+const char* to_string(hold_reason r) {
+  switch (r) {
+    case hold_reason::none:
+      return "none";
+    case hold_reason::order:
+      return "order";
+    case hold_reason::loading:
+      return "loading";
+    case hold_reason::fence:
+      return "fence";
+    case hold_reason::flush:
+      return "flush";
+    case hold_reason::barrier:
+      return "barrier";
+  }
+  return "?";
+}
+
+const char* to_string(counter c) {
+  switch (c) {
+    case counter::forwarded:
+      return "forwarded";
+    case counter::queued:
+      return "queued";
+    case counter::rejected:
+      return "rejected";
+    case counter::rewritten:
+      return "rewritten";
+    case counter::retried:
+      return "retried";
+    case counter::expired:
+      return "expired";
+    case counter::count_:
+      break;
+  }
+  return "?";
+}
+
+namespace detail {
+
+int64_t now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+bool iequals(std::string_view a, std::string_view lower) {
+  if (a.size() != lower.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    char c = a[i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
+    if (c != lower[i]) return false;
+  }
+  return true;
+}
+
+const policy::command_entry* lookup(const policy::policy_table& pol,
+                                    const routing::arg_source& args) {
+  if (args.argc() == 0) return nullptr;
+  const policy::command_entry* cmd = pol.commands().find(args.arg(0));
+  if (cmd != nullptr && cmd->container && args.argc() >= 2) {
+    // An unknown subcommand is the server's to answer: treat it as unknown.
+    return pol.commands().find_sub(*cmd, args.arg(1));
+  }
+  return cmd;
+}
+
+}  // namespace detail
+
+using detail::framed_args;
+
+session_core::session_core(session_env& env, std::shared_ptr<const routing::router> router,
+                           limits lim)
+    : env_(env), router_(std::move(router)), lim_(lim) {
+  links_.resize(router_->backends());
+}
+
+session_core::~session_core() { on_client_closed(); }
+
+// ---------------------------------------------------------------- client input
+
+bool session_core::wants_client_read() const {
+  if (client_gone_ || stop_input_ || shutting_down_) return false;
+  if (output_over_limit()) return false;
+  // Too much sent and not yet answered: let the client wait in its socket buffer. A
+  // single request bigger than the window is still read to its end.
+  if (in_len_ - input_floor() > lim_.input_window && framer_.bytes_needed_hint() == 0) {
+    return false;
+  }
+  return in_len_ < in_.size() || in_pins_ == 0;
+}
+
+std::pair<char*, size_t> session_core::client_read_buffer() {
+  size_t free = in_.size() - in_len_;
+  const size_t hint = framer_.bytes_needed_hint();
+  const size_t want_total = hint > 0 ? parse_pos_ + hint : 0;
+  if (in_pins_ == 0 && (free < detail::min_read || want_total > in_.size())) {
+    compact_input();
+    size_t target = std::max(in_len_ + detail::min_read, want_total);
+    if (target > in_.size()) {
+      // Round up to limit the number of regrowths while a big request streams in.
+      size_t cap = std::max<size_t>(in_.size() * 2, detail::min_read);
+      while (cap < target) cap *= 2;
+      in_.resize(cap);
+    }
+    free = in_.size() - in_len_;
+  }
+  if (free == 0) return {nullptr, 0};
+  read_at_ = in_len_;
+  return {in_.data() + in_len_, free};
+}
+
+size_t session_core::input_floor() const {
+  size_t f = parse_pos_;
+  if (!pipe_.empty() && pipe_.front().state != entry_state::done) {
+    f = std::min(f, pipe_.front().req_off);
+  }
+  return std::min(f, tx_floor_);
+}
+
+void session_core::compact_input() {
+  const size_t floor = input_floor();
+  if (floor == 0) return;
+  std::memmove(in_.data(), in_.data() + floor, in_len_ - floor);
+  in_len_ -= floor;
+  parse_pos_ -= floor;
+  for (size_t i = 0; i < pipe_.size(); ++i) {
+    entry& e = pipe_[i];
+    if (e.state != entry_state::done && e.req_off >= floor) e.req_off -= floor;
+  }
+  for (auto& t : txs_) {
+    for (auto& s : t.cmds) {
+      if (s.off >= floor) s.off -= floor;
+    }
+    if (t.exec_off >= floor) t.exec_off -= floor;
+  }
+  if (tx_floor_ != SIZE_MAX) tx_floor_ -= floor;
+  // Nothing is pinned (in_pins_ == 0), but links may have queued segments into in_.
+  for (auto& l : links_) {
+    for (auto& s : l.out) {
+      if (!s.gen) s.off -= floor;
+    }
+  }
+}
+
+void session_core::on_client_data(size_t n) {
+  if (read_at_ != in_len_) std::memmove(in_.data() + in_len_, in_.data() + read_at_, n);
+  in_len_ += n;
+  batch_us_ = detail::now_us();
+  parse_input();
+}
+
+void session_core::parse_input() {
+  while (!stop_input_ && parse_pos_ < in_len_) {
+    const std::string_view view(in_.data() + parse_pos_, in_len_ - parse_pos_);
+    const frame_status st = framer_.next(view);
+    if (st == frame_status::need_more) break;
+    if (st == frame_status::error) {
+      // The server answers the error after everything before it, then closes.
+      entry& e = pipe_.push_back(entry{});
+      e.seq = next_seq_++;
+      e.req_off = parse_pos_;
+      e.t0_us = batch_us_;
+      stop_input_ = true;
+      close_when_done_ = true;
+      const std::string reply = framer_.error_reply();
+      if (held_ > 0) {
+        // Keep it in order behind held commands: its answer is all it needs.
+        e.kind = reply_kind::local;
+        e.state = entry_state::done;
+        e.stored = true;
+        e.rep_off = stash_.size();
+        e.rep_len = reply.size();
+        stash_ += reply;
+        ++stash_live_;
+      } else {
+        answer_local(e, reply);
+      }
+      framer_.reset();
+      break;
+    }
+    const size_t len = framer_.consumed();
+    if (st == frame_status::complete) accept_request(parse_pos_, len, view);
+    parse_pos_ += len;
+  }
+  after_completion();
+}
+
+void session_core::accept_request(size_t off, size_t len, std::string_view view) {
+  entry& e = pipe_.push_back(entry{});
+  e.seq = next_seq_++;
+  e.req_off = off;
+  e.req_len = len;
+  e.t0_us = batch_us_;
+  const framed_args args(framer_, view);
+  if (args.argc() > 0 && detail::iequals(args.arg(0), "quit")) {
+    // Nothing after QUIT is read, as with the server.
+    stop_input_ = true;
+  }
+  if (held_ > 0) {
+    hold(e, hold_reason::order);
+    return;
+  }
+  dispatch(e, args);
+}
+
+// ---------------------------------------------------------------- decisions
+
+bool session_core::dispatch(entry& e, const routing::arg_source& args) {
+  const policy::policy_table& pol = env_.policy();
+  const policy::command_entry* cmd = detail::lookup(pol, args);
+  e.ckind = cmd ? cmd->kind : command_kind::plain;
+  e.cflags = cmd ? cmd->flags : 0;
+  const command_kind k = e.ckind;
+
+  if (k == command_kind::quit) {
+    stop_input_ = true;
+    close_when_done_ = true;
+    answer_local(e, rep::ok);
+    return true;
+  }
+  if (shutting_down_) {
+    answer_local(e, err::shutting_down);
+    return true;
+  }
+
+  const routing::route r = router_->decide(cmd, args, keys_);
+  if (r.kind == routing::route_kind::crossslot) {
+    answer_local(e, err::crossslot);
+    return true;
+  }
+  const size_t b = r.backend;
+  e.backend = static_cast<uint16_t>(b);
+
+  if (tx_open_ || k == command_kind::multi) return dispatch_tx(e, args, cmd, b);
+  if (r.kind != routing::route_kind::backend) return dispatch_sharded(e, args, cmd, r);
+
+  if ((k == command_kind::flushall || k == command_kind::flushdb) && !e.fence_passed) {
+    if (!start_flush(e, {b})) return false;
+  }
+
+  const backend_view& v = env_.view(b);
+  if (v.fence_level > 0 && e.seq >= fence_mark_ && !e.is_flush) {
+    hold(e, hold_reason::fence);
+    return false;
+  }
+  const policy::rule& ru = cmd ? pol.rule_for(*cmd) : pol.unknown_rule();
+  e.retry = ru.act == policy::action::queue && !ru.loading_safe;
+  e.timeout_ms = ru.timeout_ms;
+  if (v.state == backend_state::ready) {
+    send(e, b, args);
+    env_.count(b, counter::forwarded);
+    return true;
+  }
+  // The server answers an arity error at once, loading or not: let it.
+  if (cmd != nullptr && !cmd->arity_ok(args.argc())) {
+    send(e, b, args);
+    env_.count(b, counter::forwarded);
+    return true;
+  }
+  policy::decide_input in;
+  in.state = v.state;
+  in.r = ru;
+  in.is_ping = k == command_kind::ping;
+  in.ping_rewrite = pol.config().ping_rewrite;
+  in.echo_loading_safe = v.echo_loading_safe;
+  in.resp2_subscribed = !resp3_ && subscribed();
+  switch (policy::decide(in)) {
+    case decision::forward:
+      send(e, b, args);
+      env_.count(b, counter::forwarded);
+      return true;
+    case decision::rewrite_ping:
+      send_rewritten_ping(e, b, args);
+      env_.count(b, counter::rewritten);
+      return true;
+    case decision::answer_pong: {
+      std::string reply;
+      if (args.argc() >= 2) {
+        write_to(reply).bulk(args.arg(1));
+      } else {
+        reply = rep::pong;
+      }
+      answer_local(e, reply);
+      env_.count(b, counter::rewritten);
+      return true;
+    }
+    case decision::queue:
+      return hold_for_loading(e, b, ru.timeout_ms);
+    case decision::reject:
+      answer_local(e, v.loading_error);
+      env_.count(b, counter::rejected);
+      return true;
+  }
+  return true;
+}
+
+void session_core::hold(entry& e, hold_reason why) {
+  if (e.state != entry_state::held || e.hold == hold_reason::none) ++held_;
+  e.state = entry_state::held;
+  e.hold = why;
+  if (!watching_) {
+    watching_ = true;
+    env_.watch(this);
+  }
+}
+
+bool session_core::hold_for_loading(entry& e, size_t b, uint32_t timeout_ms) {
+  e.backend = static_cast<uint16_t>(b);
+  if (timeout_ms == 0 || !env_.queue_admit(b, e.req_len)) {
+    // Overflowing the queue, or not allowed to wait at all: the server's own answer.
+    answer_local(e, env_.view(b).loading_error);
+    env_.count(b, counter::expired);
+    return true;
+  }
+  e.admitted = true;
+  e.deadline = env_.now_ms() + timeout_ms;
+  hold(e, hold_reason::loading);
+  env_.count(b, counter::queued);
+  return false;
+}
+
+void session_core::release_admission(entry& e) {
+  if (!e.admitted) return;
+  e.admitted = false;
+  env_.queue_release(e.backend, e.req_len);
+}
+
+void session_core::resume() {
+  for (size_t i = 0; i < pipe_.size() && held_ > 0; ++i) {
+    entry& e = pipe_[i];
+    if (e.state != entry_state::held) continue;
+    // A flush waits for its fence; what came after it waits for the flush.
+    if (e.hold == hold_reason::flush) break;
+    if (e.hold == hold_reason::barrier && e.seq != head_seq_) break;
+    --held_;
+    e.hold = hold_reason::none;
+    release_admission(e);
+    const uint64_t seq = e.seq;
+    bool decided = false;
+    if (e.tx >= 0) {
+      decided = exec_held_tx(e, e.backend);
+    } else {
+      const std::string_view view(in_.data() + e.req_off, e.req_len);
+      reframer_.reset();
+      if (reframer_.next(view) != frame_status::complete) {
+        // Cannot happen: these bytes were framed once already.
+        answer_local(e, err::backend_protocol);
+        continue;
+      }
+      decided = dispatch(e, framed_args(reframer_, view));
+    }
+    // dispatch may have grown the pipeline; the entry is found again by its number.
+    if (!decided && at(seq).state == entry_state::held) break;
+  }
+  if (held_ == 0 && watching_) {
+    watching_ = false;
+    env_.unwatch(this);
+  }
+  after_completion();
+}
+
+void session_core::tick(int64_t now_ms) {
+  bool expired = false;
+  for (size_t i = 0; i < pipe_.size(); ++i) {
+    entry& e = pipe_[i];
+    if (e.state != entry_state::held || e.hold != hold_reason::loading || e.deadline > now_ms) {
+      continue;
+    }
+    --held_;
+    e.hold = hold_reason::none;
+    release_admission(e);
+    if (e.tx >= 0) abandon_tx(e);
+    env_.count(e.backend, counter::expired);
+    answer_local(e, env_.view(e.backend).loading_error);
+    expired = true;
+  }
+  // What waited behind an expired command may go now.
+  if (expired) resume();
+}
+
+void session_core::send(entry& e, size_t b, const routing::arg_source& args) {
+  const command_kind k = e.ckind;
+  reply_kind kind = reply_kind::pass;
+  bool no_reply = false;
+  if (k == command_kind::client_reply && args.argc() == 3) {
+    const std::string_view mode = args.arg(2);
+    if (detail::iequals(mode, "off")) {
+      no_reply = true;
+      reply_off_ = true;
+    } else if (detail::iequals(mode, "skip")) {
+      no_reply = true;
+      if (!reply_off_) reply_skip_next_ = true;
+    } else if (detail::iequals(mode, "on")) {
+      reply_off_ = false;
+      reply_skip_next_ = false;
+    }
+  } else if (reply_off_) {
+    no_reply = true;
+  } else if (reply_skip_next_) {
+    no_reply = true;
+    reply_skip_next_ = false;
+  }
+  switch (k) {
+    case command_kind::subscribe:
+    case command_kind::psubscribe:
+    case command_kind::ssubscribe:
+    case command_kind::unsubscribe:
+    case command_kind::punsubscribe:
+    case command_kind::sunsubscribe:
+      if (links_[b].server_multi) break;  // inside MULTI the server answers +QUEUED
+      kind = reply_kind::subscribe;
+      if (args.argc() >= 2) {
+        e.expect = static_cast<uint32_t>(args.argc() - 1);
+      } else {
+        // No arguments: one confirmation per subscription of that kind, at least one.
+        const int64_t n = k == command_kind::unsubscribe    ? sub_channels_
+                          : k == command_kind::punsubscribe ? sub_patterns_
+                          : k == command_kind::sunsubscribe ? sub_shard_
+                                                            : 1;
+        e.expect = static_cast<uint32_t>(n > 0 ? n : 1);
+      }
+      break;
+    case command_kind::multi:
+      links_[b].server_multi = true;
+      break;
+    case command_kind::exec:
+    case command_kind::discard:
+    case command_kind::reset:
+      links_[b].server_multi = false;
+      break;
+    default:
+      break;
+  }
+  if (links_[b].server_multi && k != command_kind::multi) e.retry = false;
+  // A blocking command may wait forever; pub/sub and MONITOR never finish. A flush
+  // fence cannot wait for them.
+  e.exempt = (e.cflags & policy::flag_blocking) != 0 || kind == reply_kind::subscribe ||
+             k == command_kind::monitor || monitor_;
+  link& l = ensure_link(b);
+  append_in(l, e.req_off, e.req_len);
+  e.state = entry_state::sent;
+  e.backend = static_cast<uint16_t>(b);
+  e.kind = kind;
+  if (e.is_flush) env_.flush_sent(b);
+  if (no_reply) {
+    // CLIENT REPLY OFF/SKIP: the server sends nothing back for this one.
+    answer_local(e, {});
+    return;
+  }
+  l.inflight.push_back(inflight_item{e.seq, detail::item_reply, 0});
+}
+
+void session_core::send_rewritten_ping(entry& e, size_t b, const routing::arg_source& args) {
+  // ECHO is loading-safe; its answer is PING's for "PING msg", and +PONG for a bare PING.
+  link& l = ensure_link(b);
+  const size_t start = l.gen.size();
+  if (args.argc() >= 2) {
+    write_to(l.gen).array(2).bulk("ECHO").bulk(args.arg(1));
+  } else {
+    write_to(l.gen).array(2).bulk("ECHO").bulk("PONG");
+  }
+  l.out.push_back(seg{true, start, l.gen.size() - start});
+  e.state = entry_state::sent;
+  e.backend = static_cast<uint16_t>(b);
+  e.kind = args.argc() >= 2 ? reply_kind::pass : reply_kind::ping_bare;
+  e.retry = true;
+  l.inflight.push_back(inflight_item{e.seq, detail::item_reply, 0});
+}
+
+void session_core::send_gen(size_t b, std::string_view bytes, uint8_t what, uint64_t seq) {
+  link& l = ensure_link(b);
+  const size_t start = l.gen.size();
+  l.gen.append(bytes);
+  l.out.push_back(seg{true, start, bytes.size()});
+  l.inflight.push_back(inflight_item{seq, what, 0});
+}
+
+void session_core::append_in(link& l, size_t off, size_t len) {
+  // Consecutive requests are consecutive bytes: one span for a whole pipeline.
+  if (!l.out.empty() && !l.out.back().gen && l.out.back().off + l.out.back().len == off) {
+    l.out.back().len += len;
+  } else {
+    l.out.push_back(seg{false, off, len});
+  }
+}
+
+session_core::link& session_core::ensure_link(size_t b) {
+  link& l = links_[b];
+  l.wanted = true;
+  return l;
+}
+
+void session_core::answer_local(entry& e, std::string_view reply) {
+  e.kind = reply_kind::local;
+  deliver(e, reply);
+}
+
+// ---------------------------------------------------------------- flush fence
+
+bool session_core::start_flush(entry& e, const std::vector<size_t>& targets) {
+  // The epoch moves first, synchronously: anything stamped before it is stale from now.
+  for (size_t b : targets) env_.bump_epoch(b);
+  e.is_flush = true;
+  if (!env_.fence_enabled()) {
+    e.fence_passed = true;
+    return true;
+  }
+  own_fence_seq_ = e.seq;
+  hold(e, hold_reason::flush);
+  // The env raises the fence on this thread's sessions before it returns; this one must
+  // know the fence is its own while that happens.
+  own_fence_pending_ = true;
+  own_fence_ = env_.begin_flush(this, targets);
+  own_fence_pending_ = false;
+  return false;
+}
+
+bool session_core::fence_begin(uint64_t fence_id, const std::vector<size_t>& backends) {
+  // Everything accepted so far came before the flush. The flushing session's own later
+  // commands come after it, even if they were read in the same batch.
+  const bool own = own_fence_pending_ || (own_fence_ != 0 && fence_id == own_fence_);
+  fence_mark_ = own ? own_fence_seq_ + 1 : next_seq_;
+  fence_backends_ = backends;
+  fence_id_ = fence_id;
+  if (fence_drained()) {
+    fence_id_ = 0;
+    return true;
+  }
+  return false;
+}
+
+bool session_core::fence_drained() const {
+  for (size_t i = 0; i < pipe_.size(); ++i) {
+    const entry& e = pipe_[i];
+    if (e.seq >= fence_mark_) break;
+    if (e.state == entry_state::done || e.exempt || e.is_flush) continue;
+    // Not yet decided: its backend is not known, so it counts.
+    if (e.state == entry_state::held && e.hold != hold_reason::loading) return false;
+    if (std::find(fence_backends_.begin(), fence_backends_.end(), e.backend) !=
+        fence_backends_.end()) {
+      return false;
+    }
+  }
+  return true;
+}
+
+void session_core::check_fence_drained() {
+  if (fence_id_ == 0 || !fence_drained()) return;
+  const uint64_t id = fence_id_;
+  fence_id_ = 0;
+  env_.session_drained(id);
+}
+
+void session_core::fence_ready(uint64_t fence_id) {
+  if (fence_id != own_fence_) return;
+  for (size_t i = 0; i < pipe_.size(); ++i) {
+    entry& e = pipe_[i];
+    if (e.seq != own_fence_seq_) continue;
+    if (e.state == entry_state::held && e.hold == hold_reason::flush) {
+      e.hold = hold_reason::order;  // resume() decides it now, in its turn
+      e.fence_passed = true;
+    }
+    break;
+  }
+  resume();
+}
+
+// ---------------------------------------------------------------- shutdown
+
+void session_core::begin_shutdown() {
+  shutting_down_ = true;
+  stop_input_ = true;
+  close_when_done_ = true;
+  // Held commands would wait for a backend that may take minutes: answer them now.
+  for (size_t i = 0; i < pipe_.size(); ++i) {
+    entry& e = pipe_[i];
+    if (e.state != entry_state::held) continue;
+    --held_;
+    e.hold = hold_reason::none;
+    release_admission(e);
+    if (e.tx >= 0) abandon_tx(e);
+    answer_local(e, err::shutting_down);
+  }
+  after_completion();
+}
+
+}  // namespace respfence::proxy

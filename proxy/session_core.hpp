@@ -1,0 +1,313 @@
+#pragma once
+// One client's session, as a state machine with no I/O (sans-I/O): bytes from the client
+// and from its backend connections go in; bytes for the client and for each backend,
+// and requests to connect, come out. A thin Asio shell (client_session) moves the bytes.
+//
+// What it keeps per client: the pipeline of requests in arrival order with their replies
+// (replies always leave in request order), the per-connection state to replay after a
+// backend reconnect (SELECT, AUTH, HELLO, CLIENT SETNAME), transactions, pub/sub and
+// MONITOR modes, and commands held while their backend loads or a flush fence is up.
+//
+// Requests are forwarded as the client's own bytes, straight out of the input buffer
+// (gathered writes); the buffer keeps every request until it is answered, so that a
+// command answered -LOADING can be sent again.
+
+#include <cstdint>
+#include <cstddef>
+#include <climits>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "policy/loading_policy.hpp"
+#include "proxy/merge.hpp"
+#include "proxy/reply_framer.hpp"
+#include "proxy/request_framer.hpp"
+#include "proxy/ring.hpp"
+#include "proxy/session_env.hpp"
+#include "routing/router.hpp"
+
+namespace respfence::proxy {
+
+// A piece of bytes to write; the shell turns a list of them into one gathered write.
+struct out_span {
+  const char* data;
+  size_t size;
+};
+
+enum class entry_state : uint8_t { held, sent, done };
+const char* to_string(entry_state s);
+
+// What to do with the reply(ies) an entry gets back.
+enum class reply_kind : uint8_t {
+  pass,       // the server's reply, as is
+  ping_bare,  // ECHO was sent for a bare PING: answer +PONG
+  subscribe,  // (P|S)(UN)SUBSCRIBE: one confirmation per channel
+  tx_exec,    // EXEC of a transaction the proxy held: only EXEC's reply is the client's
+  merge,      // parts on several backends, merged (slots mode)
+  local,      // answered by the proxy itself
+};
+const char* to_string(reply_kind k);
+
+enum class hold_reason : uint8_t { none, order, loading, fence, flush, barrier };
+const char* to_string(hold_reason r);
+
+class session_core {
+ public:
+  struct limits {
+    size_t client_output = 8u << 20;  // stop reading backends past this much pending output
+    size_t input_window = 64u << 20;  // stop reading the client past this much unanswered input
+  };
+
+  session_core(session_env& env, std::shared_ptr<const routing::router> router, limits lim);
+  ~session_core();
+  session_core(const session_core&) = delete;
+  session_core& operator=(const session_core&) = delete;
+
+  // ---- client side ----
+  bool wants_client_read() const;
+  // Where to read client bytes into; empty when wants_client_read() is false.
+  std::pair<char*, size_t> client_read_buffer();
+  void on_client_data(size_t n);
+  // The client went away: everything it had queued is dropped, never sent.
+  void on_client_closed();
+
+  bool has_client_output() const { return !out_.empty() && writing_.empty(); }
+  std::string_view take_client_output();  // valid until client_output_done()
+  void client_output_done();
+  // Close the client once this is true and nothing is being written.
+  bool finished() const;
+
+  // ---- backend links, one per backend, opened on first use ----
+  size_t link_count() const { return links_.size(); }
+  bool link_needs_connect(size_t b) const;
+  void on_link_connecting(size_t b);
+  void on_link_connected(size_t b);
+  // A connect failed (`was_open` false) or an open connection broke (true).
+  void on_link_failed(size_t b, bool was_open);
+  bool link_has_output(size_t b) const;
+  // The spans stay valid until link_output_done(b).
+  const std::vector<out_span>& take_link_output(size_t b);
+  void link_output_done(size_t b);
+  bool link_wants_read(size_t b) const;
+  std::pair<char*, size_t> link_read_buffer(size_t b);
+  void on_link_data(size_t b, size_t n);
+  bool link_wanted(size_t b) const;  // the shell should keep this link open
+  bool link_open(size_t b) const;
+
+  // ---- from the worker ----
+  void resume();              // a backend's state changed, or a fence lifted
+  void tick(int64_t now_ms);  // deadlines of held commands
+  // A flush fence went up: remember what came before it; true if all of that is answered.
+  bool fence_begin(uint64_t fence_id, const std::vector<size_t>& backends);
+  void fence_ready(uint64_t fence_id);  // this session's flush may go now
+  void begin_shutdown();                // SIGTERM: finish what is in flight, take nothing new
+
+  // The shell that owns this core (the worker finds it from the env callbacks).
+  void set_user(void* u) { user_ = u; }
+  void* user() const { return user_; }
+
+  // For tests and /status.
+  size_t pipeline_size() const { return pipe_.size(); }
+  size_t held_count() const { return held_; }
+  int protocol() const { return resp3_ ? 3 : 2; }
+  bool subscribed() const { return sub_channels_ + sub_patterns_ + sub_shard_ > 0; }
+  int db() const { return db_; }
+
+ private:
+  struct entry {
+    uint64_t seq = 0;
+    size_t req_off = 0;  // the request's bytes in in_
+    size_t req_len = 0;
+    policy::command_kind ckind = policy::command_kind::plain;
+    uint32_t cflags = 0;  // the command's table flags when it was decided
+    uint16_t backend = 0;
+    entry_state state = entry_state::held;
+    reply_kind kind = reply_kind::pass;
+    hold_reason hold = hold_reason::none;
+    bool admitted = false;     // counted against the global queue bounds
+    bool exempt = false;       // a flush fence does not wait for it (blocking, pub/sub, ...)
+    bool is_flush = false;
+    bool saw_loading = false;  // tx_exec: a part was answered -LOADING
+    bool retry = false;        // a -LOADING reply sends it back to the queue
+    bool fence_passed = false; // a flush whose fence has drained
+    bool stored = false;       // its reply sits in stash_
+    uint32_t expect = 1;       // replies still to come
+    int64_t deadline = 0;      // held for loading until then
+    uint32_t timeout_ms = 0;   // how long it may be held for loading
+    int64_t t0_us = 0;         // arrival, for the latency histogram
+    size_t rep_off = 0;        // reply kept in stash_ until it is this entry's turn
+    size_t rep_len = 0;
+    int32_t merge = -1;        // index into merges_
+    int32_t tx = -1;           // index into txs_
+  };
+
+  struct seg {
+    bool gen;  // bytes in the link's generated buffer, else in in_
+    size_t off;
+    size_t len;
+  };
+
+  struct inflight_item {
+    uint64_t seq = 0;
+    uint8_t what = 0;  // item_reply, item_swallow, item_replay, item_part
+    uint16_t part = 0;
+  };
+
+  struct link {
+    enum class conn : uint8_t { closed, connecting, open };
+    conn state = conn::closed;
+    bool wanted = false;  // something is waiting to be sent
+    ring<inflight_item> inflight;
+    std::vector<seg> out;
+    std::vector<seg> writing;
+    std::string gen;
+    std::string gen_writing;
+    std::vector<out_span> spans;
+    bool writing_in = false;  // `writing` points into in_
+    std::vector<char> rbuf;
+    size_t rstart = 0;
+    size_t rend = 0;
+    size_t read_at = 0;  // as read_at_, for this link's read buffer
+    reply_framer framer;
+    bool server_multi = false;  // the server connection is inside MULTI
+  };
+
+  // A transaction the proxy holds (its commands were answered +QUEUED locally).
+  struct tx_block {
+    std::vector<seg> cmds;  // the commands between MULTI and EXEC, in in_
+    size_t exec_off = SIZE_MAX;  // EXEC itself
+    size_t exec_len = 0;
+    bool multi_sent = false;
+    policy::action act = policy::action::forward;  // while the backend is not ready
+    uint32_t timeout_ms = UINT32_MAX;
+  };
+
+  // ---- requests and decisions (session_core.cpp) ----
+  void parse_input();
+  void accept_request(size_t off, size_t len, std::string_view view);
+  // Decides an entry; false if it is (still) held.
+  bool dispatch(entry& e, const routing::arg_source& args);
+  void hold(entry& e, hold_reason why);
+  bool hold_for_loading(entry& e, size_t b, uint32_t timeout_ms);
+  void release_admission(entry& e);
+  void send(entry& e, size_t b, const routing::arg_source& args);
+  void send_rewritten_ping(entry& e, size_t b, const routing::arg_source& args);
+  void send_gen(size_t b, std::string_view bytes, uint8_t what, uint64_t seq);
+  void append_in(link& l, size_t off, size_t len);
+  void answer_local(entry& e, std::string_view reply);
+  bool start_flush(entry& e, const std::vector<size_t>& targets);
+  bool fence_drained() const;
+  void compact_input();
+  size_t input_floor() const;
+
+  // ---- transactions (session_tx.cpp) ----
+  bool dispatch_tx(entry& e, const routing::arg_source& args, const policy::command_entry* cmd,
+                   size_t b);
+  bool defer_command(entry& e, const routing::arg_source& args, const policy::command_entry* cmd);
+  bool exec_held_tx(entry& e, size_t b);
+  void abandon_tx(entry& e);
+  int32_t new_tx();
+  void free_tx(int32_t i);
+  void reset_tx();
+
+  // ---- slots mode: split and fan-out (session_sharded.cpp) ----
+  bool dispatch_sharded(entry& e, const routing::arg_source& args,
+                        const policy::command_entry* cmd, routing::route r);
+  void on_part_reply(entry& e, uint16_t part, std::string_view reply);
+  void retry_merge(entry& e, size_t b);
+
+  // ---- replies and output (session_replies.cpp) ----
+  void on_reply(size_t b, std::string_view reply, const reply_info& info);
+  bool out_of_band(size_t b, std::string_view reply, const reply_info& info) const;
+  void deliver(entry& e, std::string_view reply);
+  void complete(entry& e);
+  void flush_head();
+  void fail_link(size_t b, std::string_view why);
+  void after_completion();
+  void check_fence_drained();
+  bool output_over_limit() const;
+  void on_subscribe_confirmation(std::string_view reply, const reply_info& info);
+  void record_state(const entry& e, std::string_view reply);
+
+  entry& at(uint64_t seq) { return pipe_[seq - head_seq_]; }
+  link& ensure_link(size_t b);
+
+  session_env& env_;
+  std::shared_ptr<const routing::router> router_;
+  limits lim_;
+
+  // Client input: [0, in_len_) holds bytes; requests before parse_pos_ are framed.
+  std::vector<char> in_;
+  size_t in_len_ = 0;
+  // Where the shell's outstanding read puts its bytes. If the buffer was reset to 0 in
+  // the meantime (everything answered), the bytes are moved down on arrival.
+  size_t read_at_ = 0;
+  size_t parse_pos_ = 0;
+  request_framer framer_;
+  request_framer reframer_;  // re-frames a held request when it is decided later
+  std::vector<size_t> keys_;
+
+  ring<entry> pipe_;
+  uint64_t head_seq_ = 0;  // seq of pipe_[0]
+  uint64_t next_seq_ = 0;
+  size_t held_ = 0;
+  bool watching_ = false;
+
+  std::vector<link> links_;
+  size_t in_pins_ = 0;  // links whose write in progress points into in_
+
+  std::string out_;      // replies ready for the client, in order
+  std::string writing_;  // being written
+  std::string stash_;    // replies that came back before their turn
+  size_t stash_live_ = 0;
+
+  std::vector<merge_state> merges_;
+  std::vector<int32_t> free_merges_;
+  std::vector<tx_block> txs_;
+  std::vector<int32_t> free_txs_;
+
+  // Per-connection state, replayed on every new backend connection.
+  std::string replay_auth_;
+  std::string replay_hello_;
+  std::string replay_select_;
+  std::string replay_setname_;
+  int db_ = 0;
+  bool resp3_ = false;
+
+  // Transactions.
+  bool tx_open_ = false;      // the client is between MULTI and EXEC/DISCARD
+  bool tx_deferred_ = false;  // ...and the proxy holds the block
+  bool tx_dirty_ = false;     // a command of the held block failed: EXEC aborts
+  bool tx_aborted_ = false;   // the backend connection broke inside MULTI
+  int32_t tx_cur_ = -1;       // the held block being built
+  size_t tx_floor_ = SIZE_MAX;
+
+  // Pub/sub, MONITOR, CLIENT TRACKING, CLIENT REPLY.
+  int64_t sub_channels_ = 0;
+  int64_t sub_patterns_ = 0;
+  int64_t sub_shard_ = 0;
+  bool monitor_ = false;
+  bool tracking_ = false;
+  bool reply_off_ = false;
+  bool reply_skip_next_ = false;
+
+  // Flush fence.
+  uint64_t fence_id_ = 0;        // fence this session is draining for
+  uint64_t fence_mark_ = 0;      // entries with seq < mark came before it
+  std::vector<size_t> fence_backends_;
+  uint64_t own_fence_ = 0;       // the fence of this session's own flush
+  uint64_t own_fence_seq_ = 0;
+  bool own_fence_pending_ = false;
+
+  int64_t batch_us_ = 0;     // when the current batch of bytes arrived
+  bool stop_input_ = false;  // QUIT, protocol error, shutdown: no more requests
+  bool close_when_done_ = false;
+  bool client_gone_ = false;
+  bool shutting_down_ = false;
+  void* user_ = nullptr;
+};
+
+}  // namespace respfence::proxy

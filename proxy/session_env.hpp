@@ -1,0 +1,68 @@
+#pragma once
+// What a session needs from the thread it lives on: its view of each backend's state,
+// the current policy, the clock, the shared queue bounds, and the flush fence. The worker
+// implements it; unit tests implement it with plain fields.
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "policy/backend_state.hpp"
+#include "policy/loading_policy.hpp"
+
+namespace respfence::proxy {
+
+class session_core;
+
+// This thread's copy of one backend's shared state, updated by messages from the prober.
+struct backend_view {
+  policy::backend_state state = policy::backend_state::connecting;
+  bool echo_loading_safe = true;
+  std::string loading_error = "-LOADING Redis is loading the dataset in memory\r\n";
+  uint32_t fence_level = 0;  // flush fences holding commands for this backend
+};
+
+enum class counter : uint8_t { forwarded, queued, rejected, rewritten, retried, expired, count_ };
+const char* to_string(counter c);
+
+class session_env {
+ public:
+  virtual ~session_env() = default;
+
+  virtual const backend_view& view(size_t backend) const = 0;
+  virtual const policy::policy_table& policy() const = 0;
+  virtual int64_t now_ms() const = 0;
+
+  // Global queue bounds (queue_max, queue_max_bytes), over all clients and threads.
+  virtual bool queue_admit(size_t backend, size_t bytes) = 0;
+  virtual void queue_release(size_t backend, size_t bytes) = 0;
+  // The session holds commands: call resume() when a backend's state changes or a fence
+  // lifts, and tick() regularly so that deadlines pass.
+  virtual void watch(session_core* s) = 0;
+  virtual void unwatch(session_core* s) = 0;
+
+  // A reply said -LOADING, or a connection to the backend could not be made.
+  virtual void report_loading(size_t backend, std::string_view error_line) = 0;
+  virtual void report_unreachable(size_t backend) = 0;
+
+  // The flush fence (SPEC §5). A session about to send a flush bumps the epochs, then
+  // asks for the barrier: every session on every thread marks what it has accepted so
+  // far, holds what comes after, and reports when the earlier commands are answered.
+  // The env then calls fence_ready() on the flushing session, which sends the flush and
+  // calls flush_done() when it is answered; that lifts the fence everywhere.
+  virtual void bump_epoch(size_t backend) = 0;
+  // A flush is on its way to `backend` (the prober must not count it as someone else's).
+  virtual void flush_sent(size_t backend) = 0;
+  virtual uint64_t begin_flush(session_core* s, const std::vector<size_t>& backends) = 0;
+  virtual void flush_done(uint64_t fence_id) = 0;
+  virtual void session_drained(uint64_t fence_id) = 0;
+  virtual bool fence_enabled() const = 0;
+
+  virtual void count(size_t backend, counter c) = 0;
+  virtual void record_latency_us(uint64_t us) = 0;
+};
+
+}  // namespace respfence::proxy

@@ -1,0 +1,49 @@
+#pragma once
+// Helpers shared by the session_core translation units. Not part of any interface.
+
+#include <cstdint>
+#include <string_view>
+
+#include "policy/loading_policy.hpp"
+#include "proxy/request_framer.hpp"
+#include "proxy/resp_writer.hpp"
+#include "routing/keys.hpp"
+
+namespace respfence::proxy::detail {
+
+inline constexpr size_t min_read = 16 * 1024;  // the server's PROTO_IOBUF_LEN
+
+// What a link's in-flight item stands for.
+inline constexpr uint8_t item_reply = 0;    // an entry's reply
+inline constexpr uint8_t item_swallow = 1;  // the proxy's own command; reply dropped
+inline constexpr uint8_t item_replay = 2;   // state replayed on a new connection
+inline constexpr uint8_t item_part = 3;     // one part of a split/fan-out command
+
+int64_t now_us();
+// Case-insensitive compare against a lower-case literal.
+bool iequals(std::string_view a, std::string_view lower);
+// The command (or container|subcommand) entry; null when the table does not know it.
+const policy::command_entry* lookup(const policy::policy_table& pol,
+                                    const routing::arg_source& args);
+
+// The arguments of a framed request, for routing.
+class framed_args final : public routing::arg_source {
+ public:
+  framed_args(const request_framer& f, std::string_view buf) : f_(f), buf_(buf) {}
+  size_t argc() const override { return f_.argc(); }
+  std::string_view arg(size_t i) const override { return f_.arg(buf_, i); }
+
+ private:
+  const request_framer& f_;
+  std::string_view buf_;
+};
+
+// A request's arguments re-encoded as multibulk (an inline request cannot be replayed or
+// split as it is).
+template <typename Buffer>
+void encode_args(Buffer& out, const routing::arg_source& a, size_t from = 0) {
+  write_to(out).array(static_cast<int64_t>(a.argc() - from));
+  for (size_t i = from; i < a.argc(); ++i) write_to(out).bulk(a.arg(i));
+}
+
+}  // namespace respfence::proxy::detail

@@ -1,0 +1,501 @@
+// session_core: backend links, replies, and the client's output in request order.
+
+#include <algorithm>
+#include <cstring>
+
+#include "proxy/errors.hpp"
+#include "proxy/session_core.hpp"
+#include "proxy/session_internal.hpp"
+
+namespace respfence::proxy {
+
+using policy::command_kind;
+
+namespace {
+
+constexpr size_t big_buffer = 1u << 20;  // buffers above this are released when idle
+
+bool is_confirmation(std::string_view name) {
+  return name == "subscribe" || name == "unsubscribe" || name == "psubscribe" ||
+         name == "punsubscribe" || name == "ssubscribe" || name == "sunsubscribe";
+}
+
+bool is_message(std::string_view name) {
+  return name == "message" || name == "pmessage" || name == "smessage";
+}
+
+std::string_view first_line(std::string_view reply) {
+  const size_t cr = reply.find('\r');
+  return cr == std::string_view::npos ? reply : reply.substr(0, cr + 2);
+}
+
+template <typename Buffer>
+void release_if_big(Buffer& b) {
+  if (b.capacity() > big_buffer) Buffer().swap(b);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- links
+
+bool session_core::link_needs_connect(size_t b) const {
+  const link& l = links_[b];
+  return l.state == link::conn::closed && (!l.out.empty() || !l.inflight.empty());
+}
+
+bool session_core::link_wanted(size_t b) const { return links_[b].wanted; }
+
+void session_core::on_link_connecting(size_t b) { links_[b].state = link::conn::connecting; }
+
+void session_core::on_link_connected(size_t b) {
+  link& l = links_[b];
+  l.state = link::conn::open;
+  l.framer.reset();
+  l.rstart = l.rend = 0;
+  l.server_multi = false;
+  // The connection's state goes first, before anything the client sent: AUTH, HELLO,
+  // SELECT, CLIENT SETNAME, each answered to the proxy alone.
+  const std::string* pieces[] = {&replay_setname_, &replay_select_, &replay_hello_,
+                                 &replay_auth_};
+  for (const std::string* p : pieces) {
+    if (p->empty()) continue;
+    const size_t start = l.gen.size();
+    l.gen += *p;
+    l.out.insert(l.out.begin(), seg{true, start, p->size()});
+    l.inflight.push_front(inflight_item{0, detail::item_replay, 0});
+  }
+}
+
+void session_core::on_link_failed(size_t b, bool was_open) {
+  link& l = links_[b];
+  if (was_open) {
+    fail_link(b, err::backend_lost);
+    after_completion();
+    return;
+  }
+  // The connect failed: nothing was sent, so what waited may wait again.
+  env_.report_unreachable(b);
+  l.state = link::conn::closed;
+  l.server_multi = false;
+  ring<inflight_item> items;
+  std::swap(items, l.inflight);
+  l.out.clear();
+  l.gen.clear();
+  for (size_t i = 0; i < items.size(); ++i) {
+    const inflight_item it = items[i];
+    if (it.what == detail::item_swallow || it.what == detail::item_replay) continue;
+    entry& e = at(it.seq);
+    if (e.state != entry_state::sent) continue;
+    if (it.what == detail::item_part) {
+      on_part_reply(e, it.part, err::backend_unreachable);
+      continue;
+    }
+    if (e.tx >= 0) txs_[static_cast<size_t>(e.tx)].multi_sent = false;
+    if (e.retry) {
+      hold_for_loading(e, b, e.timeout_ms);
+    } else {
+      deliver(e, err::backend_unreachable);
+    }
+  }
+  after_completion();
+}
+
+void session_core::fail_link(size_t b, std::string_view why) {
+  link& l = links_[b];
+  const bool was_multi = l.server_multi;
+  l.state = link::conn::closed;
+  l.server_multi = false;
+  l.framer.reset();
+  l.rstart = l.rend = 0;
+  ring<inflight_item> items;
+  std::swap(items, l.inflight);
+  l.out.clear();
+  l.gen.clear();
+  // Sent, and maybe run: the client hears that the connection was lost, never silence.
+  for (size_t i = 0; i < items.size(); ++i) {
+    const inflight_item it = items[i];
+    if (it.what == detail::item_swallow || it.what == detail::item_replay) continue;
+    entry& e = at(it.seq);
+    if (e.state != entry_state::sent) continue;
+    if (it.what == detail::item_part) {
+      on_part_reply(e, it.part, why);
+    } else {
+      deliver(e, why);
+    }
+  }
+  for (auto& t : txs_) t.multi_sent = false;
+  if (was_multi && tx_open_ && !tx_deferred_) tx_aborted_ = true;
+  // Subscriptions, MONITOR and tracking lived on that connection and cannot be replayed
+  // without the client seeing it: close the client, as the server going away would.
+  if (subscribed() || monitor_ || tracking_) {
+    stop_input_ = true;
+    close_when_done_ = true;
+  }
+}
+
+bool session_core::link_has_output(size_t b) const {
+  const link& l = links_[b];
+  return l.state == link::conn::open && !l.out.empty() && l.writing.empty();
+}
+
+const std::vector<out_span>& session_core::take_link_output(size_t b) {
+  link& l = links_[b];
+  std::swap(l.out, l.writing);
+  std::swap(l.gen, l.gen_writing);
+  l.out.clear();
+  l.gen.clear();
+  l.spans.clear();
+  bool from_in = false;
+  for (const seg& s : l.writing) {
+    if (s.gen) {
+      l.spans.push_back(out_span{l.gen_writing.data() + s.off, s.len});
+    } else {
+      l.spans.push_back(out_span{in_.data() + s.off, s.len});
+      from_in = true;
+    }
+  }
+  if (from_in) {
+    l.writing_in = true;
+    ++in_pins_;
+  }
+  return l.spans;
+}
+
+void session_core::link_output_done(size_t b) {
+  link& l = links_[b];
+  if (l.writing_in) {
+    l.writing_in = false;
+    --in_pins_;
+  }
+  l.writing.clear();
+  l.gen_writing.clear();
+  l.spans.clear();
+  release_if_big(l.gen_writing);
+  after_completion();
+}
+
+bool session_core::link_wants_read(size_t b) const {
+  return links_[b].state == link::conn::open && !output_over_limit();
+}
+
+bool session_core::link_open(size_t b) const { return links_[b].state == link::conn::open; }
+
+std::pair<char*, size_t> session_core::link_read_buffer(size_t b) {
+  link& l = links_[b];
+  if (l.rstart == l.rend) {
+    l.rstart = l.rend = 0;
+    if (l.rbuf.size() > big_buffer) {
+      std::vector<char>(detail::min_read).swap(l.rbuf);
+    }
+  }
+  if (l.rbuf.size() - l.rend < detail::min_read / 4) {
+    if (l.rstart > 0) {
+      std::memmove(l.rbuf.data(), l.rbuf.data() + l.rstart, l.rend - l.rstart);
+      l.rend -= l.rstart;
+      l.rstart = 0;
+    }
+    if (l.rbuf.size() - l.rend < detail::min_read / 4) {
+      l.rbuf.resize(std::max(l.rbuf.size() * 2, l.rend + detail::min_read));
+    }
+  }
+  l.read_at = l.rend;
+  return {l.rbuf.data() + l.rend, l.rbuf.size() - l.rend};
+}
+
+void session_core::on_link_data(size_t b, size_t n) {
+  link& l = links_[b];
+  if (l.read_at != l.rend) std::memmove(l.rbuf.data() + l.rend, l.rbuf.data() + l.read_at, n);
+  l.rend += n;
+  batch_us_ = detail::now_us();
+  while (l.state == link::conn::open && l.rstart < l.rend) {
+    const std::string_view view(l.rbuf.data() + l.rstart, l.rend - l.rstart);
+    const frame_status st = l.framer.next(view);
+    if (st == frame_status::need_more) break;
+    if (st == frame_status::error) {
+      fail_link(b, err::backend_protocol);
+      break;
+    }
+    const std::string_view reply = view.substr(0, l.framer.consumed());
+    l.rstart += reply.size();
+    on_reply(b, reply, l.framer.info());
+  }
+  after_completion();
+}
+
+// ---------------------------------------------------------------- replies
+
+bool session_core::out_of_band(size_t b, std::string_view reply, const reply_info& info) const {
+  const link& l = links_[b];
+  bool head_is_sub = false;
+  if (!l.inflight.empty() && l.inflight.front().what == detail::item_reply) {
+    const uint64_t seq = l.inflight.front().seq;
+    head_is_sub = pipe_[seq - head_seq_].kind == reply_kind::subscribe;
+  }
+  const bool named = info.n_el >= 1 && (info.el[0].type == '$' || info.el[0].type == '+');
+  const std::string_view name = named ? info.element(reply, 0) : std::string_view{};
+  if (info.is_push()) {
+    // Messages, invalidations, and confirmations nobody asked for go out as they come.
+    return !(head_is_sub && is_confirmation(name));
+  }
+  if (!resp3_ && info.type == '*' && info.n_el >= 3 && (subscribed() || head_is_sub)) {
+    if (is_message(name)) return true;
+    if (is_confirmation(name)) return !head_is_sub;
+  }
+  if (monitor_ && info.type == '+' && info.payload_len > 0) {
+    const char c = reply[info.payload_off];
+    if (c >= '0' && c <= '9') return true;  // "+1700000000.123456 [0 ...] ..."
+  }
+  return false;
+}
+
+void session_core::on_subscribe_confirmation(std::string_view reply, const reply_info& info) {
+  if (info.n_el < 3 || info.el[2].type != ':') return;
+  const std::string_view name = info.element(reply, 0);
+  const int64_t n = info.el[2].integer;
+  // The count is the client's total: channels + patterns, or shard channels alone.
+  if (name == "subscribe" || name == "unsubscribe") {
+    sub_channels_ = std::max<int64_t>(0, n - sub_patterns_);
+  } else if (name == "psubscribe" || name == "punsubscribe") {
+    sub_patterns_ = std::max<int64_t>(0, n - sub_channels_);
+  } else {
+    sub_shard_ = std::max<int64_t>(0, n);
+  }
+}
+
+void session_core::on_reply(size_t b, std::string_view reply, const reply_info& info) {
+  link& l = links_[b];
+  if (l.inflight.empty() || out_of_band(b, reply, info)) {
+    if (info.is_push() || info.type == '*') {
+      on_subscribe_confirmation(reply, info);
+    }
+    out_.append(reply);
+    return;
+  }
+  const inflight_item it = l.inflight.front();
+  const bool loading = info.is_error() && err::is_loading_error(first_line(reply));
+  if (loading) env_.report_loading(b, first_line(reply));
+  if (it.what == detail::item_swallow || it.what == detail::item_replay) {
+    l.inflight.pop_front();
+    if (loading && it.what == detail::item_swallow && it.seq >= head_seq_ &&
+        it.seq < head_seq_ + pipe_.size()) {
+      at(it.seq).saw_loading = true;
+    }
+    return;
+  }
+  entry& e = at(it.seq);
+  if (it.what == detail::item_part) {
+    l.inflight.pop_front();
+    if (loading && e.retry) {
+      // One shard is loading: the whole command waits for it and is sent again.
+      retry_merge(e, b);
+      return;
+    }
+    on_part_reply(e, it.part, reply);
+    return;
+  }
+  if (e.retry && (loading || (e.kind == reply_kind::tx_exec && e.saw_loading && info.is_error()))) {
+    // The server did not run it (or aborted the transaction because of it): queue it again
+    // and never show the client this answer.
+    l.inflight.pop_front();
+    env_.count(b, counter::retried);
+    if (e.tx >= 0) txs_[static_cast<size_t>(e.tx)].multi_sent = false;
+    hold_for_loading(e, b, e.timeout_ms);
+    return;
+  }
+  if (e.kind == reply_kind::subscribe && !info.is_error() && info.n_el >= 3 &&
+      is_confirmation(info.element(reply, 0))) {
+    on_subscribe_confirmation(reply, info);
+    // Confirmations leave as they come: a subscribe entry is always the head by then.
+    out_.append(reply);
+    if (--e.expect > 0) return;
+    l.inflight.pop_front();
+    deliver(e, {});
+    return;
+  }
+  l.inflight.pop_front();
+  if (info.is_error() && reply.substr(0, err::proto_error_prefix.size()) == err::proto_error_prefix) {
+    // The server closes the connection after a protocol error; so does the proxy.
+    stop_input_ = true;
+    close_when_done_ = true;
+  }
+  if (!info.is_error()) record_state(e, reply);
+  if (e.kind == reply_kind::ping_bare && info.type == '$') {
+    deliver(e, rep::pong);
+  } else {
+    deliver(e, reply);
+  }
+}
+
+void session_core::record_state(const entry& e, std::string_view reply) {
+  switch (e.ckind) {
+    case command_kind::select:
+    case command_kind::auth:
+    case command_kind::hello:
+    case command_kind::client_setname:
+    case command_kind::reset:
+    case command_kind::monitor:
+    case command_kind::client_tracking:
+      break;
+    default:
+      return;
+  }
+  // Inside MULTI the answer is +QUEUED and nothing has changed yet.
+  if (reply == rep::queued) return;
+  const std::string_view view(in_.data() + e.req_off, e.req_len);
+  reframer_.reset();
+  if (reframer_.next(view) != frame_status::complete) return;
+  const detail::framed_args a(reframer_, view);
+  switch (e.ckind) {
+    case command_kind::select:
+      db_ = std::atoi(std::string(a.arg(1)).c_str());
+      replay_select_.clear();
+      if (db_ != 0) detail::encode_args(replay_select_, a);
+      break;
+    case command_kind::auth:
+      replay_auth_.clear();
+      detail::encode_args(replay_auth_, a);
+      break;
+    case command_kind::hello:
+      replay_hello_.clear();
+      detail::encode_args(replay_hello_, a);
+      if (a.argc() >= 2) resp3_ = a.arg(1) == "3";
+      break;
+    case command_kind::client_setname:
+      replay_setname_.clear();
+      detail::encode_args(replay_setname_, a);
+      break;
+    case command_kind::reset:
+      replay_auth_.clear();
+      replay_hello_.clear();
+      replay_select_.clear();
+      replay_setname_.clear();
+      db_ = 0;
+      resp3_ = false;
+      sub_channels_ = sub_patterns_ = sub_shard_ = 0;
+      monitor_ = false;
+      tracking_ = false;
+      reply_off_ = false;
+      reply_skip_next_ = false;
+      break;
+    case command_kind::monitor:
+      monitor_ = true;
+      break;
+    case command_kind::client_tracking:
+      tracking_ = a.argc() >= 3 && detail::iequals(a.arg(2), "on");
+      break;
+    default:
+      break;
+  }
+}
+
+// ---------------------------------------------------------------- output in order
+
+void session_core::deliver(entry& e, std::string_view reply) {
+  if (e.seq == head_seq_) {
+    out_.append(reply);
+    complete(e);
+    pipe_.pop_front();
+    ++head_seq_;
+    flush_head();
+  } else {
+    e.rep_off = stash_.size();
+    e.rep_len = reply.size();
+    e.stored = true;
+    stash_.append(reply);
+    ++stash_live_;
+    complete(e);
+  }
+}
+
+void session_core::complete(entry& e) {
+  e.state = entry_state::done;
+  if (e.t0_us != 0 && e.kind != reply_kind::local) {
+    env_.record_latency_us(static_cast<uint64_t>(std::max<int64_t>(0, batch_us_ - e.t0_us)));
+  }
+  if (e.merge >= 0) {
+    free_merges_.push_back(e.merge);
+    e.merge = -1;
+  }
+  if (e.tx >= 0) {
+    free_tx(e.tx);
+    e.tx = -1;
+  }
+  if (e.is_flush && own_fence_ != 0 && e.seq == own_fence_seq_) {
+    const uint64_t id = own_fence_;
+    own_fence_ = 0;
+    env_.flush_done(id);
+  }
+}
+
+void session_core::flush_head() {
+  while (!pipe_.empty() && pipe_.front().state == entry_state::done) {
+    entry& h = pipe_.front();
+    if (h.stored) {
+      out_.append(stash_, h.rep_off, h.rep_len);
+      if (--stash_live_ == 0) stash_.clear();
+    }
+    pipe_.pop_front();
+    ++head_seq_;
+  }
+}
+
+void session_core::after_completion() {
+  check_fence_drained();
+  // Everything answered: the input buffer starts over at 0, with no copying.
+  if (pipe_.empty() && parse_pos_ == in_len_ && tx_floor_ == SIZE_MAX && in_pins_ == 0) {
+    const bool queued = std::any_of(links_.begin(), links_.end(), [](const link& l) {
+      return std::any_of(l.out.begin(), l.out.end(), [](const seg& s) { return !s.gen; });
+    });
+    if (!queued) {
+      in_len_ = parse_pos_ = 0;
+      if (in_.size() > big_buffer) std::vector<char>(detail::min_read).swap(in_);
+    }
+  }
+  if (held_ == 0 && watching_) {
+    watching_ = false;
+    env_.unwatch(this);
+  }
+}
+
+bool session_core::output_over_limit() const {
+  return out_.size() + writing_.size() + stash_.size() >= lim_.client_output;
+}
+
+std::string_view session_core::take_client_output() {
+  writing_.swap(out_);
+  return writing_;
+}
+
+void session_core::client_output_done() {
+  writing_.clear();
+  release_if_big(writing_);
+  if (out_.empty()) release_if_big(out_);
+}
+
+bool session_core::finished() const {
+  return client_gone_ || (close_when_done_ && pipe_.empty() && out_.empty());
+}
+
+void session_core::on_client_closed() {
+  if (client_gone_) return;
+  client_gone_ = true;
+  stop_input_ = true;
+  // Queued work is dropped here and never reaches a backend.
+  for (size_t i = 0; i < pipe_.size(); ++i) release_admission(pipe_[i]);
+  if (own_fence_ != 0) {
+    const uint64_t id = own_fence_;
+    own_fence_ = 0;
+    env_.flush_done(id);
+  }
+  if (fence_id_ != 0) {
+    const uint64_t id = fence_id_;
+    fence_id_ = 0;
+    env_.session_drained(id);
+  }
+  if (watching_) {
+    watching_ = false;
+    env_.unwatch(this);
+  }
+}
+
+}  // namespace respfence::proxy

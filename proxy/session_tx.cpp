@@ -1,0 +1,311 @@
+// session_core: MULTI/EXEC. While the backend is ready a transaction passes through and
+// the server answers every part of it. When a command of the block would have to wait
+// (the backend loads, a flush fence is up, or the session is sharded), the proxy holds
+// the rest of the block itself, answers +QUEUED as the server would, and decides the
+// block as a whole at EXEC (SPEC §4): a loading server never sees half a transaction.
+
+#include <algorithm>
+#include <climits>
+
+#include "proxy/errors.hpp"
+#include "proxy/session_core.hpp"
+#include "proxy/session_internal.hpp"
+
+namespace respfence::proxy {
+
+using policy::backend_state;
+using policy::command_kind;
+
+namespace {
+constexpr std::string_view k_multi = "*1\r\n$5\r\nMULTI\r\n";
+constexpr std::string_view k_discard = "*1\r\n$7\r\nDISCARD\r\n";
+}  // namespace
+
+int32_t session_core::new_tx() {
+  if (!free_txs_.empty()) {
+    const int32_t i = free_txs_.back();
+    free_txs_.pop_back();
+    return i;
+  }
+  txs_.emplace_back();
+  return static_cast<int32_t>(txs_.size() - 1);
+}
+
+void session_core::free_tx(int32_t i) {
+  tx_block& t = txs_[static_cast<size_t>(i)];
+  t.cmds.clear();
+  t.exec_off = SIZE_MAX;
+  t.exec_len = 0;
+  t.multi_sent = false;
+  t.act = policy::action::forward;
+  t.timeout_ms = UINT32_MAX;
+  free_txs_.push_back(i);
+}
+
+void session_core::reset_tx() {
+  tx_open_ = false;
+  tx_deferred_ = false;
+  tx_dirty_ = false;
+  tx_aborted_ = false;
+  tx_cur_ = -1;
+  tx_floor_ = SIZE_MAX;
+}
+
+void session_core::abandon_tx(entry& e) {
+  tx_block& t = txs_[static_cast<size_t>(e.tx)];
+  // The server connection is inside MULTI: leave it clean for the next command.
+  if (t.multi_sent && links_[e.backend].state == link::conn::open) {
+    send_gen(e.backend, k_discard, detail::item_swallow, e.seq);
+    links_[e.backend].server_multi = false;
+  }
+  free_tx(e.tx);
+  e.tx = -1;
+}
+
+bool session_core::dispatch_tx(entry& e, const routing::arg_source& args,
+                               const policy::command_entry* cmd, size_t b) {
+  const command_kind k = e.ckind;
+  if (!tx_open_) {
+    // MULTI. While the backend is ready it goes to the server; otherwise the proxy holds
+    // the block from the start.
+    tx_open_ = true;
+    tx_dirty_ = false;
+    tx_aborted_ = false;
+    const backend_view& v = env_.view(b);
+    const bool fenced = v.fence_level > 0 && e.seq >= fence_mark_;
+    if (router_->sharded() || v.state != backend_state::ready || fenced) {
+      tx_deferred_ = true;
+      tx_cur_ = new_tx();
+      answer_local(e, rep::ok);
+      return true;
+    }
+    send(e, b, args);
+    env_.count(b, counter::forwarded);
+    return true;
+  }
+
+  if (tx_aborted_) {
+    // The backend connection broke inside MULTI: the server forgot the transaction.
+    switch (k) {
+      case command_kind::exec:
+        reset_tx();
+        answer_local(e, err::execabort_previous_errors);
+        break;
+      case command_kind::discard:
+        reset_tx();
+        answer_local(e, rep::ok);
+        break;
+      case command_kind::multi:
+        answer_local(e, err::multi_nested);
+        break;
+      case command_kind::watch:
+        answer_local(e, err::watch_inside_multi);
+        break;
+      case command_kind::reset:
+        reset_tx();
+        return dispatch(e, args);
+      default:
+        answer_local(e, err::backend_lost);
+    }
+    return true;
+  }
+
+  if (k == command_kind::reset) {
+    // RESET ends the transaction here and on the server.
+    if (tx_cur_ >= 0) free_tx(tx_cur_);
+    reset_tx();
+    return dispatch(e, args);
+  }
+
+  if (!tx_deferred_) {
+    switch (k) {
+      case command_kind::exec:
+        if (tx_dirty_) {
+          // A command of the block was rejected here; the server must not run the rest.
+          send_gen(b, k_discard, detail::item_swallow, e.seq);
+          links_[b].server_multi = false;
+          reset_tx();
+          answer_local(e, err::execabort_previous_errors);
+          return true;
+        }
+        reset_tx();
+        send(e, b, args);
+        env_.count(b, counter::forwarded);
+        return true;
+      case command_kind::discard:
+        reset_tx();
+        send(e, b, args);
+        return true;
+      case command_kind::multi:
+      case command_kind::watch:
+        send(e, b, args);  // the server answers the error
+        return true;
+      default:
+        break;
+    }
+    const policy::policy_table& pol = env_.policy();
+    const backend_view& v = env_.view(b);
+    const bool fenced = v.fence_level > 0 && e.seq >= fence_mark_;
+    const policy::rule& ru = cmd ? pol.rule_for(*cmd) : pol.unknown_rule();
+    const bool server_decides = cmd == nullptr || !cmd->arity_ok(args.argc());
+    policy::action act = policy::action::forward;
+    if (fenced) {
+      act = policy::action::queue;
+    } else if (v.state != backend_state::ready && !server_decides) {
+      act = ru.act;
+    }
+    switch (act) {
+      case policy::action::forward:
+        send(e, b, args);
+        env_.count(b, counter::forwarded);
+        return true;
+      case policy::action::reject:
+        // As the server does: the command fails, and EXEC will abort.
+        tx_dirty_ = true;
+        env_.count(b, counter::rejected);
+        answer_local(e, v.loading_error);
+        return true;
+      case policy::action::queue:
+        tx_deferred_ = true;
+        tx_cur_ = new_tx();
+        txs_[static_cast<size_t>(tx_cur_)].multi_sent = true;
+        break;
+    }
+  }
+
+  // The proxy holds the block.
+  switch (k) {
+    case command_kind::multi:
+      answer_local(e, err::multi_nested);
+      return true;
+    case command_kind::watch:
+      answer_local(e, err::watch_inside_multi);
+      return true;
+    case command_kind::discard: {
+      const bool sent = txs_[static_cast<size_t>(tx_cur_)].multi_sent;
+      free_tx(tx_cur_);
+      reset_tx();
+      if (sent) {
+        send(e, b, args);  // the server's MULTI ends with the server's +OK
+      } else {
+        answer_local(e, rep::ok);
+      }
+      return true;
+    }
+    case command_kind::exec: {
+      tx_block& t = txs_[static_cast<size_t>(tx_cur_)];
+      if (tx_dirty_) {
+        if (t.multi_sent) {
+          send_gen(b, k_discard, detail::item_swallow, e.seq);
+          links_[b].server_multi = false;
+        }
+        free_tx(tx_cur_);
+        reset_tx();
+        answer_local(e, err::execabort_previous_errors);
+        return true;
+      }
+      t.exec_off = e.req_off;
+      t.exec_len = e.req_len;
+      e.tx = tx_cur_;
+      e.backend = static_cast<uint16_t>(b);
+      // The entry now keeps the whole block's bytes alive.
+      if (!t.cmds.empty()) {
+        e.req_off = t.cmds.front().off;
+        e.req_len = t.exec_off + t.exec_len - e.req_off;
+      }
+      reset_tx();
+      return exec_held_tx(e, b);
+    }
+    default:
+      return defer_command(e, args, cmd);
+  }
+}
+
+bool session_core::defer_command(entry& e, const routing::arg_source& args,
+                                 const policy::command_entry* cmd) {
+  tx_block& t = txs_[static_cast<size_t>(tx_cur_)];
+  const policy::policy_table& pol = env_.policy();
+  // The checks the server makes before it queues a command (server.c processCommand),
+  // with its texts; a failure dirties the transaction.
+  std::string error;
+  if (cmd == nullptr && pol.learned() && args.argc() > 0) {
+    const policy::command_entry* parent = pol.commands().find(args.arg(0));
+    if (parent != nullptr && parent->container && args.argc() >= 2) {
+      error = err::unknown_subcommand(parent->name, args.arg(1));
+    } else if (parent == nullptr) {
+      std::vector<std::string_view> rest;
+      for (size_t i = 1; i < args.argc(); ++i) rest.push_back(args.arg(i));
+      error = err::unknown_command(args.arg(0), rest.data(), rest.size());
+    }
+  } else if (cmd != nullptr && !cmd->arity_ok(args.argc())) {
+    error = err::wrong_arity(cmd->name);
+  } else if (cmd != nullptr && cmd->has(policy::flag_no_multi)) {
+    error = std::string(err::not_allowed_in_multi);
+  }
+  if (!error.empty()) {
+    tx_dirty_ = true;
+    answer_local(e, error);
+    return true;
+  }
+  t.cmds.push_back(seg{false, e.req_off, e.req_len});
+  tx_floor_ = std::min(tx_floor_, e.req_off);
+  if (cmd != nullptr) {
+    const policy::rule& ru = pol.rule_for(*cmd);
+    if (!ru.loading_safe || ru.overridden) {
+      // The block waits as long as its most patient command, and fails fast if any
+      // command of it would.
+      if (ru.act == policy::action::reject) {
+        t.act = policy::action::reject;
+      } else if (ru.act == policy::action::queue && t.act != policy::action::reject) {
+        t.act = policy::action::queue;
+        t.timeout_ms = std::min(t.timeout_ms, ru.timeout_ms);
+      }
+    }
+  }
+  answer_local(e, rep::queued);
+  return true;
+}
+
+bool session_core::exec_held_tx(entry& e, size_t b) {
+  tx_block& t = txs_[static_cast<size_t>(e.tx)];
+  const backend_view& v = env_.view(b);
+  if (v.fence_level > 0 && e.seq >= fence_mark_) {
+    hold(e, hold_reason::fence);
+    return false;
+  }
+  if (v.state != backend_state::ready && t.act != policy::action::forward) {
+    if (t.act == policy::action::reject) {
+      abandon_tx(e);
+      env_.count(b, counter::rejected);
+      // What the server says when EXEC itself is refused while loading (multi.c).
+      std::string reply(err::execabort_because_prefix);
+      reply += v.loading_error.substr(1);
+      answer_local(e, reply);
+      return true;
+    }
+    const uint32_t timeout =
+        t.timeout_ms == UINT32_MAX ? env_.policy().config().queue_timeout_ms : t.timeout_ms;
+    return hold_for_loading(e, b, timeout);
+  }
+  link& l = ensure_link(b);
+  if (!t.multi_sent) {
+    send_gen(b, k_multi, detail::item_swallow, e.seq);
+    t.multi_sent = true;
+  }
+  for (const seg& s : t.cmds) {
+    append_in(l, s.off, s.len);
+    l.inflight.push_back(inflight_item{e.seq, detail::item_swallow, 0});
+  }
+  append_in(l, t.exec_off, t.exec_len);
+  l.inflight.push_back(inflight_item{e.seq, detail::item_reply, 0});
+  l.server_multi = false;
+  e.state = entry_state::sent;
+  e.kind = reply_kind::tx_exec;
+  e.backend = static_cast<uint16_t>(b);
+  e.retry = true;
+  e.saw_loading = false;
+  env_.count(b, counter::forwarded);
+  return true;
+}
+
+}  // namespace respfence::proxy

@@ -1,0 +1,281 @@
+#include "proxy/worker.hpp"
+
+#include <algorithm>
+#include <chrono>
+
+#include "proxy/client_session.hpp"
+#include "proxy/log.hpp"
+#include "proxy/runtime.hpp"
+
+namespace respfence::proxy {
+
+namespace {
+constexpr auto k_tick = std::chrono::milliseconds(10);
+}
+
+worker::worker(runtime& rt, size_t index, size_t backends)
+    : rt_(rt),
+      index_(index),
+      guard_(asio::make_work_guard(io_)),
+      ticker_(io_),
+      views_(backends),
+      policy_(rt.current_policy()),
+      stats_(backends) {
+  for (size_t b = 0; b < backends; ++b) set_backend(b, rt.registry().snapshot(b));
+}
+
+worker::~worker() { join(); }
+
+void worker::start() {
+  thread_ = std::thread([this] {
+    tick();
+    io_.run();
+  });
+}
+
+void worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void worker::stop() {
+  guard_.reset();
+  io_.stop();
+}
+
+int64_t worker::now_ms() const {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+void worker::tick() {
+  ticker_.expires_after(k_tick);
+  ticker_.async_wait([this](const asio::error_code& ec) {
+    if (ec) return;
+    if (!watchers_.empty()) {
+      const int64_t now = now_ms();
+      const std::vector<client_session*> ws = watchers_;
+      for (client_session* s : ws) {
+        if (std::find(watchers_.begin(), watchers_.end(), s) == watchers_.end()) continue;
+        s->core().tick(now);
+        s->pump();
+      }
+    }
+    tick();
+  });
+}
+
+void worker::adopt(asio::generic::stream_protocol::socket s) {
+  if (shutting_down_) return;
+  session_core::limits lim;
+  lim.client_output = limits_.client_output;
+  auto sess = std::make_unique<client_session>(*this, std::move(s), rt_.router(), lim,
+                                               rt_.backend_endpoints(), rt_.connect_timeout_ms());
+  client_session* raw = sess.get();
+  raw->slot = sessions_.size();
+  sessions_.push_back(std::move(sess));
+  stats_.clients.store(static_cast<int64_t>(sessions_.size()), std::memory_order_relaxed);
+  raw->start();
+}
+
+void worker::remove(client_session* s) {
+  unwatch(&s->core());
+  const size_t i = s->slot;
+  if (i >= sessions_.size() || sessions_[i].get() != s) return;
+  if (i + 1 != sessions_.size()) {
+    std::swap(sessions_[i], sessions_.back());
+    sessions_[i]->slot = i;
+  }
+  for (auto& o : origins_) {
+    if (o.session == s) o.session = nullptr;
+  }
+  sessions_.pop_back();
+  stats_.clients.store(static_cast<int64_t>(sessions_.size()), std::memory_order_relaxed);
+  if (shutting_down_ && sessions_.empty()) rt_.worker_idle(index_);
+}
+
+void worker::set_backend(size_t b, const backend_snapshot& snap) {
+  backend_view& v = views_[b];
+  const bool changed = v.state != snap.state || v.echo_loading_safe != snap.echo_loading_safe;
+  v.state = snap.state;
+  v.echo_loading_safe = snap.echo_loading_safe;
+  if (!snap.loading_error.empty()) v.loading_error = snap.loading_error;
+  if (changed) resume_watchers();
+}
+
+void worker::set_policy(std::shared_ptr<const policy::policy_table> p) {
+  policy_ = std::move(p);
+  // Held commands are decided again under the new policy.
+  resume_watchers();
+}
+
+void worker::resume_watchers() {
+  const std::vector<client_session*> ws = watchers_;
+  for (client_session* s : ws) {
+    if (std::find(watchers_.begin(), watchers_.end(), s) == watchers_.end()) continue;
+    s->core().resume();
+    s->pump();
+  }
+}
+
+client_session* worker::shell_of(session_core* s) const {
+  return static_cast<client_session*>(s->user());
+}
+
+void worker::watch(session_core* s) {
+  client_session* c = shell_of(s);
+  if (std::find(watchers_.begin(), watchers_.end(), c) == watchers_.end()) watchers_.push_back(c);
+}
+
+void worker::unwatch(session_core* s) {
+  client_session* c = shell_of(s);
+  watchers_.erase(std::remove(watchers_.begin(), watchers_.end(), c), watchers_.end());
+}
+
+bool worker::queue_admit(size_t b, size_t bytes) {
+  const auto& p = policy_->config();
+  return rt_.registry().queue_admit(b, bytes, p.queue_max, p.queue_max_bytes);
+}
+
+void worker::queue_release(size_t b, size_t bytes) { rt_.registry().queue_release(b, bytes); }
+
+void worker::report_loading(size_t b, std::string_view line) {
+  // This thread learns at once; the others through the registry's broadcast.
+  views_[b].state = policy::backend_state::loading;
+  rt_.registry().loading_reply(b, line);
+}
+
+void worker::report_unreachable(size_t b) {
+  views_[b].state = policy::backend_state::down;
+  rt_.registry().unreachable(b);
+}
+
+void worker::bump_epoch(size_t b) { rt_.registry().bump_epoch(b, "flush_through_proxy"); }
+
+void worker::flush_sent(size_t b) { rt_.registry().flush_sent(b); }
+
+void worker::record_latency_us(uint64_t us) {
+  size_t i = 0;
+  while (i < k_latency_buckets_us.size() && us > k_latency_buckets_us[i]) ++i;
+  bump(stats_.latency[i]);
+  bump(stats_.latency_sum_us, us);
+  bump(stats_.latency_count);
+}
+
+// ---------------------------------------------------------------- flush fence
+//
+// The flushing session's worker is the origin. It raises the fence on every worker
+// (itself synchronously, the others by message); each worker asks its sessions what
+// they accepted before the flush, and reports back when all of that is answered. Then
+// the flush goes; when it is answered the origin lowers the fence everywhere. Nothing
+// of this touches the per-command path except a plain read of fence_level.
+
+uint64_t worker::begin_flush(session_core* s, const std::vector<size_t>& backends) {
+  const uint64_t id = rt_.next_fence_id();
+  fence_origin o{id, shell_of(s), rt_.worker_count(), std::make_unique<asio::steady_timer>(io_)};
+  const uint32_t limit = policy_->config().queue_timeout_ms;
+  o.timeout->expires_after(std::chrono::milliseconds(limit));
+  o.timeout->async_wait([this, id](const asio::error_code& ec) {
+    if (ec) return;
+    for (auto& f : origins_) {
+      if (f.id != id || f.workers_pending == 0) continue;
+      // A client that does not read its replies must not hold every flush forever.
+      log::warn("fence_drain_timeout", {{"fence", id}, {"workers_pending", f.workers_pending}});
+      f.workers_pending = 0;
+      ready_origin(f);
+    }
+  });
+  origins_.push_back(std::move(o));
+  log::debug("fence_raise", {{"fence", id}, {"backends", backends.size()}});
+  for (size_t w = 0; w < rt_.worker_count(); ++w) {
+    if (w == index_) {
+      fence_raise(id, backends, index_);
+    } else {
+      worker& other = rt_.worker_at(w);
+      asio::post(other.io(), [&other, id, backends, origin = index_] {
+        other.fence_raise(id, backends, origin);
+      });
+    }
+  }
+  return id;
+}
+
+void worker::fence_raise(uint64_t id, const std::vector<size_t>& backends, size_t origin) {
+  for (size_t b : backends) ++views_[b].fence_level;
+  fence_here f{id, backends, origin, 0};
+  for (auto& s : sessions_) {
+    if (!s->core().fence_begin(id, backends)) ++f.pending;
+  }
+  const bool drained = f.pending == 0;
+  fences_.push_back(std::move(f));
+  if (drained) report_drained(id, origin);
+}
+
+void worker::report_drained(uint64_t id, size_t origin) {
+  // Always by message, even to this worker: the flushing session may be mid-decision.
+  worker& o = rt_.worker_at(origin);
+  asio::post(o.io(), [&o, id] { o.fence_worker_drained(id); });
+}
+
+void worker::session_drained(uint64_t id) {
+  for (auto& f : fences_) {
+    if (f.id != id || f.pending == 0) continue;
+    if (--f.pending == 0) report_drained(id, f.origin);
+    return;
+  }
+}
+
+void worker::fence_worker_drained(uint64_t id) {
+  for (auto& o : origins_) {
+    if (o.id != id || o.workers_pending == 0) continue;
+    if (--o.workers_pending == 0) ready_origin(o);
+    return;
+  }
+}
+
+void worker::ready_origin(fence_origin& o) {
+  o.timeout->cancel();
+  if (o.session != nullptr) {
+    client_session* s = o.session;
+    s->core().fence_ready(o.id);
+    s->pump();
+  }
+}
+
+void worker::flush_done(uint64_t id) {
+  origins_.erase(std::remove_if(origins_.begin(), origins_.end(),
+                                [id](const fence_origin& o) { return o.id == id; }),
+                 origins_.end());
+  for (size_t w = 0; w < rt_.worker_count(); ++w) {
+    worker& other = rt_.worker_at(w);
+    asio::post(other.io(), [&other, id] { other.fence_lower(id); });
+  }
+}
+
+void worker::fence_lower(uint64_t id) {
+  for (auto it = fences_.begin(); it != fences_.end(); ++it) {
+    if (it->id != id) continue;
+    for (size_t b : it->backends) --views_[b].fence_level;
+    fences_.erase(it);
+    resume_watchers();
+    return;
+  }
+}
+
+// ---------------------------------------------------------------- shutdown
+
+void worker::begin_shutdown() {
+  shutting_down_ = true;
+  if (sessions_.empty()) {
+    rt_.worker_idle(index_);
+    return;
+  }
+  std::vector<client_session*> all;
+  for (auto& s : sessions_) all.push_back(s.get());
+  for (client_session* s : all) {
+    s->core().begin_shutdown();
+    s->pump();
+  }
+}
+
+}  // namespace respfence::proxy

@@ -1,0 +1,68 @@
+#pragma once
+// Which backend(s) a command goes to. In `single` mode, always backend 0, with no key
+// work at all. In `slots` mode, by the hash slots of its keys (SPEC §6).
+
+#include <cstdint>
+#include <memory>
+#include <ostream>
+#include <vector>
+
+#include "policy/command_table.hpp"
+#include "routing/keys.hpp"
+#include "routing/slots.hpp"
+
+namespace respfence::routing {
+
+enum class route_kind : uint8_t {
+  backend,    // one backend: `backend`
+  split,      // keys on several backends, and a merge rule exists (MGET, MSET, DEL, ...)
+  fanout,     // every backend (DBSIZE, KEYS, SCAN, FLUSHALL, ...)
+  crossslot,  // keys on several backends and no way to merge: -CROSSSLOT
+};
+const char* to_string(route_kind k);
+std::ostream& operator<<(std::ostream& os, route_kind k);
+
+struct route {
+  route_kind kind = route_kind::backend;
+  uint16_t backend = 0;
+};
+
+// How the replies of a split or fan-out command become one.
+enum class merge_rule : uint8_t {
+  none,
+  mget,        // values back in key order
+  all_ok,      // MSET, FLUSHALL, FLUSHDB, SELECT...: +OK if every part is +OK, else first error
+  sum,         // DEL, UNLINK, EXISTS, TOUCH, DBSIZE: integers added
+  concat,      // KEYS: arrays joined
+  scan,        // SCAN: cursor carries the shard
+  first_value, // RANDOMKEY: first non-null
+  ping,        // PING: +PONG when every part answers
+  info,        // INFO: per-backend sections
+};
+const char* to_string(merge_rule r);
+merge_rule merge_rule_for(policy::command_kind k);
+
+class router {
+ public:
+  // One backend, no hashing.
+  static std::shared_ptr<const router> single();
+  static std::shared_ptr<const router> slots(slot_map map);
+
+  bool sharded() const { return sharded_; }
+  size_t backends() const { return map_.backends(); }
+  const slot_map& map() const { return map_; }
+
+  // `cmd` may be null (unknown to the table): it goes to backend 0, where the server
+  // answers it. `keys` is scratch, left holding the key positions (slots mode).
+  route decide(const policy::command_entry* cmd, const arg_source& args,
+               std::vector<size_t>& keys) const;
+
+  // For a split command: which backend each key position belongs to.
+  uint16_t owner_of(std::string_view key) const { return map_.owner_of_key(key); }
+
+ private:
+  bool sharded_ = false;
+  slot_map map_;
+};
+
+}  // namespace respfence::routing
