@@ -140,6 +140,10 @@ bool session_core::wants_client_read() const {
 }
 
 std::pair<char*, size_t> session_core::client_read_buffer() {
+  // No read is outstanding here: the one place where the buffer may move or shrink.
+  if (in_len_ == 0 && in_pins_ == 0 && in_.size() > (1u << 20)) {
+    std::vector<char>(detail::min_read).swap(in_);
+  }
   size_t free = in_.size() - in_len_;
   const size_t hint = framer_.bytes_needed_hint();
   const size_t want_total = hint > 0 ? parse_pos_ + hint : 0;
@@ -163,6 +167,13 @@ size_t session_core::input_floor() const {
   size_t f = parse_pos_;
   if (!pipe_.empty() && pipe_.front().state != entry_state::done) {
     f = std::min(f, pipe_.front().req_off);
+  }
+  // Bytes queued for a backend but not yet written may belong to entries that are
+  // already done (CLIENT REPLY OFF): they stay until written.
+  for (const link& l : links_) {
+    for (const seg& s : l.out) {
+      if (!s.gen) f = std::min(f, s.off);
+    }
   }
   return std::min(f, tx_floor_);
 }

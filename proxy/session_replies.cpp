@@ -446,10 +446,9 @@ void session_core::after_completion() {
     const bool queued = std::any_of(links_.begin(), links_.end(), [](const link& l) {
       return std::any_of(l.out.begin(), l.out.end(), [](const seg& s) { return !s.gen; });
     });
-    if (!queued) {
-      in_len_ = parse_pos_ = 0;
-      if (in_.size() > big_buffer) std::vector<char>(detail::min_read).swap(in_);
-    }
+    // The buffer itself is only shrunk when the next read is set up: the shell may be
+    // reading into it right now.
+    if (!queued) in_len_ = parse_pos_ = 0;
   }
   if (held_ == 0 && watching_) {
     watching_ = false;
