@@ -92,17 +92,20 @@ epoch_bump flush_epoch_tracker::on_probe(const probe_info& info, uint64_t proxy_
     have_base_ = true;
     run_id_ = info.run_id;
     base_calls_ = info.flush_calls;
+    last_calls_ = info.flush_calls;
     base_proxy_ = proxy_flushes_total;
     external_ = 0;
     return restart ? epoch_bump{1, "restart"} : epoch_bump{};
   }
-  if (info.flush_calls < base_calls_) {
+  if (info.flush_calls < last_calls_) {
     // CONFIG RESETSTAT zeroed the counters: start counting again from here.
     base_calls_ = info.flush_calls;
+    last_calls_ = info.flush_calls;
     base_proxy_ = proxy_flushes_total;
     external_ = 0;
     return {};
   }
+  last_calls_ = info.flush_calls;
   const int64_t server = static_cast<int64_t>(info.flush_calls - base_calls_);
   const int64_t ours = static_cast<int64_t>(proxy_flushes_total - base_proxy_);
   // A flush we sent but the server has not run yet makes this negative for a moment;

@@ -73,6 +73,7 @@ class flush_epoch_tracker {
   bool have_base_ = false;
   std::string run_id_;
   uint64_t base_calls_ = 0;      // server counter at the start of this run
+  uint64_t last_calls_ = 0;      // server counter at the last probe
   uint64_t base_proxy_ = 0;      // proxy counter at the same moment
   uint64_t external_ = 0;        // flushes attributed to someone else, this run
 };

@@ -269,6 +269,9 @@ bool session_core::defer_command(entry& e, const routing::arg_source& args,
 bool session_core::exec_held_tx(entry& e, size_t b) {
   tx_block& t = txs_[static_cast<size_t>(e.tx)];
   const backend_view& v = env_.view(b);
+  // How long the block may wait for the backend, now and if it is sent back later.
+  e.timeout_ms =
+      t.timeout_ms == UINT32_MAX ? env_.policy().config().queue_timeout_ms : t.timeout_ms;
   if (v.fence_level > 0 && e.seq >= fence_mark_) {
     hold(e, hold_reason::fence);
     return false;
@@ -283,9 +286,7 @@ bool session_core::exec_held_tx(entry& e, size_t b) {
       answer_local(e, reply);
       return true;
     }
-    const uint32_t timeout =
-        t.timeout_ms == UINT32_MAX ? env_.policy().config().queue_timeout_ms : t.timeout_ms;
-    return hold_for_loading(e, b, timeout);
+    return hold_for_loading(e, b, e.timeout_ms);
   }
   link& l = ensure_link(b);
   if (!t.multi_sent) {

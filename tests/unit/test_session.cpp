@@ -1,0 +1,412 @@
+// session_core with a fake environment: decisions, ordering, rewrites, transactions,
+// retries, replay. The test plays client, backend and worker.
+
+#include <doctest/doctest.h>
+
+#include "session_fixture.hpp"
+
+using namespace respfence;
+using namespace respfence::test;
+using policy::action;
+using policy::backend_state;
+using proxy::counter;
+
+namespace {
+const std::string loading_err = "-LOADING Redis is loading the dataset in memory\r\n";
+}
+
+TEST_CASE("ready: a pipeline is forwarded as the client's bytes, replies in order") {
+  session_fixture f;
+  const std::string req = cmd({"SET", "a", "1"}) + cmd({"GET", "a"}) + cmd({"GET", "b"});
+  f.client(req);
+  CHECK(f.written() == req);
+  f.reply("+OK\r\n$1\r\n1\r\n");
+  CHECK(f.output() == "+OK\r\n$1\r\n1\r\n");
+  f.reply("$-1\r\n");
+  CHECK(f.output() == "$-1\r\n");
+  CHECK(f.env.n(0, counter::forwarded) == 3);
+  CHECK(f.core.pipeline_size() == 0);
+}
+
+TEST_CASE("requests split at every byte are framed and forwarded whole") {
+  session_fixture f;
+  const std::string req = cmd({"SET", "key", std::string(100, 'v')}) + "PING\r\n";
+  f.client(req, 1);
+  CHECK(f.written() == req);
+  f.reply("+OK\r\n+PONG\r\n");
+  CHECK(f.output() == "+OK\r\n+PONG\r\n");
+}
+
+TEST_CASE("loading + queue: held until ready, in order, nothing sent before") {
+  session_fixture f;
+  f.env.set_state(0, backend_state::loading);
+  f.client(cmd({"GET", "a"}) + cmd({"ECHO", "x"}));
+  CHECK(f.written().empty());
+  CHECK(f.core.held_count() == 2);  // ECHO is loading-safe, but waits behind GET
+  CHECK(f.env.queued == 1);
+  CHECK(f.env.n(0, counter::queued) == 1);
+  f.set_state(backend_state::ready);
+  CHECK(f.written() == cmd({"GET", "a"}) + cmd({"ECHO", "x"}));
+  CHECK(f.env.queued == 0);
+  f.reply("$1\r\n1\r\n$1\r\nx\r\n");
+  CHECK(f.output() == "$1\r\n1\r\n$1\r\nx\r\n");
+}
+
+TEST_CASE("loading + reject: the server's LOADING text at once, backend untouched") {
+  policy::policy_config cfg;
+  cfg.on_loading = action::reject;
+  session_fixture f(1, cfg);
+  f.env.set_state(0, backend_state::loading);
+  f.client(cmd({"GET", "a"}) + cmd({"ECHO", "x"}));
+  CHECK(f.output() == loading_err);
+  CHECK(f.written() == cmd({"ECHO", "x"}));
+  f.reply("$1\r\nx\r\n");
+  CHECK(f.output() == "$1\r\nx\r\n");
+  CHECK(f.env.n(0, counter::rejected) == 1);
+}
+
+TEST_CASE("loading + forward: sent as is") {
+  policy::policy_config cfg;
+  cfg.on_loading = action::forward;
+  session_fixture f(1, cfg);
+  f.env.set_state(0, backend_state::loading);
+  f.client(cmd({"GET", "a"}));
+  CHECK(f.written() == cmd({"GET", "a"}));
+}
+
+TEST_CASE("connecting and down hold like loading") {
+  for (backend_state s : {backend_state::connecting, backend_state::down}) {
+    session_fixture f;
+    f.env.set_state(0, s);
+    f.client(cmd({"GET", "a"}));
+    CHECK(f.written().empty());
+    CHECK(f.core.held_count() == 1);
+  }
+}
+
+TEST_CASE("queue deadline: expired commands get LOADING, and what waited behind moves") {
+  policy::policy_config cfg;
+  cfg.queue_timeout_ms = 300;
+  cfg.commands.push_back({"set", action::queue, 5000u});
+  session_fixture f(1, cfg);
+  f.env.set_state(0, backend_state::loading);
+  f.client(cmd({"GET", "a"}) + cmd({"SET", "b", "1"}) + cmd({"ECHO", "x"}));
+  f.core.tick(f.env.now + 299);
+  CHECK(f.output().empty());
+  f.core.tick(f.env.now + 300);
+  CHECK(f.output() == loading_err);  // GET expired; SET (5 s) still waits
+  CHECK(f.core.held_count() == 2);
+  CHECK(f.env.n(0, counter::expired) == 1);
+  f.core.tick(f.env.now + 5000);
+  CHECK(f.output() == loading_err);
+  // ECHO is loading-safe: once nothing is ahead of it, it goes.
+  CHECK(f.written() == cmd({"ECHO", "x"}));
+  CHECK(f.env.queued == 0);
+}
+
+TEST_CASE("queue bounds: past queue_max the LOADING error comes at once") {
+  session_fixture f;
+  f.env.queue_limit = 1;
+  f.env.set_state(0, backend_state::loading);
+  f.client(cmd({"GET", "a"}));
+  CHECK(f.output().empty());
+  session_fixture g;  // a second client on the same (full) queue
+  g.env.queue_limit = 0;
+  g.env.set_state(0, backend_state::loading);
+  g.client(cmd({"GET", "a"}));
+  CHECK(g.output() == loading_err);
+}
+
+TEST_CASE("PING while loading goes as ECHO and comes back as PING's answer") {
+  session_fixture f;
+  f.env.set_state(0, backend_state::loading);
+  f.client(cmd({"PING"}) + cmd({"PING", "hello"}));
+  CHECK(f.written() == cmd({"ECHO", "PONG"}) + cmd({"ECHO", "hello"}));
+  f.reply("$4\r\nPONG\r\n$5\r\nhello\r\n");
+  CHECK(f.output() == "+PONG\r\n$5\r\nhello\r\n");
+  CHECK(f.env.n(0, counter::rewritten) == 2);
+  // Ready again: PING passes through untouched.
+  f.set_state(backend_state::ready);
+  f.client(cmd({"PING"}));
+  CHECK(f.written() == cmd({"PING"}));
+}
+
+TEST_CASE("PING while loading, ECHO not loading-safe: the proxy answers") {
+  session_fixture f;
+  f.env.views[0].echo_loading_safe = false;
+  f.env.set_state(0, backend_state::loading);
+  f.client(cmd({"PING"}) + cmd({"PING", "m"}));
+  CHECK(f.output() == "+PONG\r\n$1\r\nm\r\n");
+  CHECK(f.written().empty());
+}
+
+TEST_CASE("a -LOADING reply under queue is retried, never shown") {
+  session_fixture f;
+  f.client(cmd({"GET", "a"}) + cmd({"INFO"}));
+  CHECK(f.written() == cmd({"GET", "a"}) + cmd({"INFO"}));
+  f.reply(loading_err + "$3\r\ninf\r\n");
+  CHECK(f.output().empty());  // INFO's answer waits for GET's
+  CHECK(f.env.loading_reports.size() == 1);
+  CHECK(f.env.n(0, counter::retried) == 1);
+  CHECK(f.core.held_count() == 1);
+  f.set_state(backend_state::ready);
+  CHECK(f.written() == cmd({"GET", "a"}));
+  f.reply("$1\r\n1\r\n");
+  CHECK(f.output() == "$1\r\n1\r\n$3\r\ninf\r\n");
+}
+
+TEST_CASE("tolerant LOADING matching") {
+  for (std::string line : {"-LOADING Valkey is loading the dataset in memory\r\n",
+                           "-ERR LOADING Redis is loading the dataset in memory\r\n",
+                           "-ERR restoring the db from backup\r\n"}) {
+    session_fixture f;
+    f.client(cmd({"GET", "a"}));
+    f.written();
+    f.reply(line);
+    CHECK(f.output().empty());
+    CHECK(f.core.held_count() == 1);
+  }
+}
+
+TEST_CASE("a MULTI block during loading is held whole and decided at EXEC") {
+  session_fixture f;
+  f.env.set_state(0, backend_state::loading);
+  f.client(cmd({"MULTI"}) + cmd({"SET", "a", "1"}) + cmd({"GET", "a"}) + cmd({"EXEC"}));
+  CHECK(f.output() == "+OK\r\n+QUEUED\r\n+QUEUED\r\n");
+  CHECK(f.written().empty());
+  f.set_state(backend_state::ready);
+  CHECK(f.written() ==
+        cmd({"MULTI"}) + cmd({"SET", "a", "1"}) + cmd({"GET", "a"}) + cmd({"EXEC"}));
+  f.reply("+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n+OK\r\n$1\r\n1\r\n");
+  CHECK(f.output() == "*2\r\n+OK\r\n$1\r\n1\r\n");
+}
+
+TEST_CASE("a transaction started while ready is held from the first command that would wait") {
+  session_fixture f;
+  f.client(cmd({"MULTI"}));
+  CHECK(f.written() == cmd({"MULTI"}));
+  f.reply("+OK\r\n");
+  f.env.set_state(0, backend_state::loading);
+  f.client(cmd({"INCR", "n"}) + cmd({"EXEC"}));
+  CHECK(f.output() == "+OK\r\n+QUEUED\r\n");
+  CHECK(f.written().empty());
+  f.set_state(backend_state::ready);
+  CHECK(f.written() == cmd({"INCR", "n"}) + cmd({"EXEC"}));  // MULTI is already there
+  f.reply("+QUEUED\r\n*1\r\n:1\r\n");
+  CHECK(f.output() == "*1\r\n:1\r\n");
+}
+
+TEST_CASE("a held transaction checks arity and nesting as the server does") {
+  session_fixture f;
+  f.env.set_state(0, backend_state::loading);
+  f.client(cmd({"MULTI"}) + cmd({"GET"}) + cmd({"MULTI"}) + cmd({"EXEC"}));
+  CHECK(f.output() ==
+        "+OK\r\n-ERR wrong number of arguments for 'get' command\r\n"
+        "-ERR MULTI calls can not be nested\r\n"
+        "-EXECABORT Transaction discarded because of previous errors.\r\n");
+  CHECK(f.written().empty());
+}
+
+TEST_CASE("reject inside a transaction aborts it, as the server would") {
+  policy::policy_config cfg;
+  cfg.on_loading = action::reject;
+  session_fixture f(1, cfg);
+  f.client(cmd({"MULTI"}));
+  f.written();
+  f.reply("+OK\r\n");
+  f.env.set_state(0, backend_state::loading);
+  f.client(cmd({"SET", "a", "1"}) + cmd({"EXEC"}));
+  CHECK(f.output() == "+OK\r\n" + loading_err +
+                          "-EXECABORT Transaction discarded because of previous errors.\r\n");
+  CHECK(f.written() == cmd({"DISCARD"}));  // the server's MULTI is closed, not executed
+}
+
+TEST_CASE("a transaction aborted by a -LOADING part is retried whole") {
+  session_fixture f;
+  f.env.set_state(0, backend_state::loading);
+  f.client(cmd({"MULTI"}) + cmd({"SET", "a", "1"}) + cmd({"EXEC"}));
+  f.set_state(backend_state::ready);
+  f.written();
+  // The server went loading under us: the part is refused, EXEC aborts.
+  f.reply("+OK\r\n" + loading_err + "-EXECABORT Transaction discarded because of previous errors.\r\n");
+  CHECK(f.output() == "+OK\r\n+QUEUED\r\n");
+  f.set_state(backend_state::ready);
+  CHECK(f.written() == cmd({"MULTI"}) + cmd({"SET", "a", "1"}) + cmd({"EXEC"}));
+  f.reply("+OK\r\n+QUEUED\r\n*1\r\n+OK\r\n");
+  CHECK(f.output() == "*1\r\n+OK\r\n");
+}
+
+TEST_CASE("backend lost: in-flight commands get an error; state is replayed first") {
+  session_fixture f;
+  f.client(cmd({"SELECT", "2"}) + cmd({"CLIENT", "SETNAME", "me"}) + cmd({"HELLO", "3"}));
+  f.written();
+  f.reply("+OK\r\n+OK\r\n%1\r\n$5\r\nproto\r\n:3\r\n");
+  f.output();
+  CHECK(f.core.db() == 2);
+  CHECK(f.core.protocol() == 3);
+  f.client(cmd({"GET", "a"}) + cmd({"GET", "b"}));
+  f.written();
+  f.core.on_link_failed(0, true);
+  const std::string out = f.output();
+  CHECK(out.find("-ERR respfence: connection to the backend was lost") == 0);
+  CHECK(std::count(out.begin(), out.end(), '\n') == 2);
+  f.client(cmd({"GET", "c"}));
+  const std::string w = f.written();
+  CHECK(w == cmd({"HELLO", "3"}) + cmd({"SELECT", "2"}) + cmd({"CLIENT", "SETNAME", "me"}) +
+                 cmd({"GET", "c"}));
+  f.reply("%1\r\n$5\r\nproto\r\n:3\r\n+OK\r\n+OK\r\n$1\r\nc\r\n");
+  CHECK(f.output() == "$1\r\nc\r\n");  // the replay's answers stay with the proxy
+}
+
+TEST_CASE("a connect that fails leaves the command queued, not failed") {
+  session_fixture f;
+  f.client(cmd({"GET", "a"}));
+  CHECK(f.core.link_needs_connect(0));
+  f.core.on_link_connecting(0);
+  f.core.on_link_failed(0, false);
+  CHECK(f.env.unreachable_reports == 1);
+  CHECK(f.output().empty());
+  CHECK(f.core.held_count() == 1);
+  f.set_state(backend_state::ready);
+  CHECK(f.written() == cmd({"GET", "a"}));
+}
+
+TEST_CASE("a protocol error is answered after what came before it, then the session ends") {
+  session_fixture f;
+  f.client(cmd({"GET", "a"}) + "*1\r\n$x\r\n" + cmd({"GET", "never"}));
+  CHECK(f.written() == cmd({"GET", "a"}));
+  CHECK(f.output().empty());
+  f.reply("$-1\r\n");
+  CHECK(f.output() == "$-1\r\n-ERR Protocol error: invalid bulk length\r\n");
+  CHECK(f.core.finished());
+  CHECK_FALSE(f.core.wants_client_read());
+}
+
+TEST_CASE("QUIT answers +OK after earlier replies, and nothing after it is read") {
+  session_fixture f;
+  f.client(cmd({"GET", "a"}) + cmd({"QUIT"}) + cmd({"GET", "b"}));
+  CHECK(f.written() == cmd({"GET", "a"}));
+  f.reply("$-1\r\n");
+  CHECK(f.output() == "$-1\r\n+OK\r\n");
+  CHECK(f.core.finished());
+}
+
+TEST_CASE("CLIENT REPLY OFF/ON/SKIP: no reply is expected where the server sends none") {
+  session_fixture f;
+  f.client(cmd({"CLIENT", "REPLY", "OFF"}) + cmd({"SET", "a", "1"}) +
+           cmd({"CLIENT", "REPLY", "ON"}) + cmd({"CLIENT", "REPLY", "SKIP"}) +
+           cmd({"INCR", "n"}) + cmd({"GET", "a"}));
+  f.written();
+  f.reply("+OK\r\n$1\r\n1\r\n");
+  CHECK(f.output() == "+OK\r\n$1\r\n1\r\n");
+  CHECK(f.core.pipeline_size() == 0);
+}
+
+TEST_CASE("RESP2 pub/sub: confirmations counted, messages pass out of band") {
+  session_fixture f;
+  f.client(cmd({"SUBSCRIBE", "a", "b"}));
+  f.written();
+  f.reply("*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n");
+  // A message between confirmations goes out as it comes.
+  f.reply("*3\r\n$7\r\nmessage\r\n$1\r\na\r\n$2\r\nhi\r\n");
+  f.reply("*3\r\n$9\r\nsubscribe\r\n$1\r\nb\r\n:2\r\n");
+  CHECK(f.core.subscribed());
+  CHECK(f.core.pipeline_size() == 0);
+  f.client(cmd({"UNSUBSCRIBE"}));
+  f.written();
+  f.reply("*3\r\n$11\r\nunsubscribe\r\n$1\r\na\r\n:1\r\n*3\r\n$11\r\nunsubscribe\r\n$1\r\nb\r\n:0\r\n");
+  CHECK(f.core.pipeline_size() == 0);
+  CHECK_FALSE(f.core.subscribed());
+  const std::string out = f.output();
+  CHECK(out.find("message") != std::string::npos);
+  // Then an ordinary command's array reply is not mistaken for pub/sub.
+  f.client(cmd({"LRANGE", "l", "0", "-1"}));
+  f.written();
+  f.reply("*3\r\n$7\r\nmessage\r\n$1\r\nx\r\n$1\r\ny\r\n");
+  CHECK(f.output() == "*3\r\n$7\r\nmessage\r\n$1\r\nx\r\n$1\r\ny\r\n");
+  CHECK(f.core.pipeline_size() == 0);
+}
+
+TEST_CASE("RESP3 pushes are forwarded the moment they arrive") {
+  session_fixture f;
+  f.client(cmd({"GET", "a"}));
+  f.written();
+  f.reply(">2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nk\r\n");
+  CHECK(f.output() == ">2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nk\r\n");
+  CHECK(f.core.pipeline_size() == 1);
+  f.reply("$1\r\nv\r\n");
+  CHECK(f.output() == "$1\r\nv\r\n");
+}
+
+TEST_CASE("flush: epochs move before the flush is sent; later commands wait for it") {
+  session_fixture f;
+  f.client(cmd({"GET", "a"}));
+  f.written();
+  f.client(cmd({"FLUSHALL"}) + cmd({"GET", "b"}));
+  CHECK(f.env.epochs[0] == 1);   // bumped at acceptance, synchronously
+  CHECK(f.written().empty());    // GET a is not answered yet: the flush waits
+  CHECK(f.env.drained.empty());
+  f.reply("$1\r\n1\r\n");
+  CHECK(f.env.drained.size() == 1);
+  f.core.fence_ready(1);
+  CHECK(f.written() == cmd({"FLUSHALL"}));  // GET b waits for the flush to finish
+  CHECK(f.env.flushes_sent == 1);
+  f.reply("+OK\r\n");
+  CHECK(f.env.fences_done.size() == 1);
+  f.core.resume();
+  CHECK(f.written() == cmd({"GET", "b"}));
+  f.reply("$-1\r\n");
+  CHECK(f.output() == "$1\r\n1\r\n+OK\r\n$-1\r\n");
+}
+
+TEST_CASE("fence from another session: earlier commands go, later ones wait") {
+  session_fixture f;
+  f.client(cmd({"GET", "a"}));
+  f.written();
+  ++f.env.views[0].fence_level;  // another session's flush raised the fence
+  CHECK_FALSE(f.core.fence_begin(7, {0}));
+  f.client(cmd({"GET", "b"}));
+  CHECK(f.written().empty());
+  f.reply("$-1\r\n");
+  CHECK(f.env.drained == std::vector<uint64_t>{7});
+  --f.env.views[0].fence_level;
+  f.core.resume();
+  CHECK(f.written() == cmd({"GET", "b"}));
+}
+
+TEST_CASE("a client that goes away frees its queued work; none of it is ever sent") {
+  session_fixture f;
+  f.env.set_state(0, backend_state::loading);
+  f.client(cmd({"GET", "a"}) + cmd({"SET", "b", "1"}));
+  CHECK(f.env.queued == 1);
+  f.core.on_client_closed();
+  CHECK(f.env.queued == 0);
+  CHECK(f.env.watchers.empty());
+  f.set_state(backend_state::ready);
+  CHECK_FALSE(f.core.link_has_output(0));
+}
+
+TEST_CASE("large pipelines stream through a small window with replies trickling back") {
+  session_fixture f;
+  std::string req;
+  std::string expect;
+  for (int i = 0; i < 3000; ++i) {
+    req += cmd({"SET", "key:" + std::to_string(i), std::string(50, 'x')});
+  }
+  // Deliver in 1000-byte chunks, answering what was written after each chunk.
+  size_t answered = 0;
+  std::string out;
+  for (size_t off = 0; off < req.size(); off += 1000) {
+    f.client(req.substr(off, 1000));
+    const std::string w = f.written();
+    size_t n = 0;
+    for (size_t p = w.find("*3\r\n"); p != std::string::npos; p = w.find("*3\r\n", p + 1)) ++n;
+    std::string rep;
+    for (size_t i = 0; i < n; ++i) rep += "+OK\r\n";
+    if (!rep.empty()) f.reply(rep);
+    answered += n;
+    out += f.output();
+  }
+  CHECK(answered == 3000);
+  CHECK(out.size() == 3000 * 5);
+}
