@@ -228,7 +228,8 @@ class RedisServer:
 
     def client(self, **kw):
         import redis
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=10, **kw)
+        kw.setdefault("socket_timeout", 10)
+        return redis.Redis(host="127.0.0.1", port=self.port, **kw)
 
     def raw(self):
         return RawConn(self.port)
@@ -349,7 +350,8 @@ class Proxy:
 
     def client(self, **kw):
         import redis
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=15, **kw)
+        kw.setdefault("socket_timeout", 15)
+        return redis.Redis(host="127.0.0.1", port=self.port, **kw)
 
     def raw(self, timeout=10.0):
         return RawConn(self.port, timeout)
