@@ -81,6 +81,8 @@ constexpr std::array k_kinds{
     kind_name{"georadius", command_kind::georadius},
     kind_name{"georadiusbymember", command_kind::georadiusbymember},
     kind_name{"wait", command_kind::wait},
+    kind_name{"script|load", command_kind::script_load},
+    kind_name{"script|flush", command_kind::script_flush},
 };
 
 command_kind kind_of(std::string_view name) {

@@ -97,6 +97,8 @@ enum class command_kind : uint8_t {
   georadius,
   georadiusbymember,
   wait,
+  script_load,
+  script_flush,
 };
 
 const char* to_string(command_kind k);

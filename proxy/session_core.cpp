@@ -87,6 +87,20 @@ const char* to_string(counter c) {
 
 namespace detail {
 
+bool is_subscribe_kind(policy::command_kind k) {
+  switch (k) {
+    case command_kind::subscribe:
+    case command_kind::psubscribe:
+    case command_kind::ssubscribe:
+    case command_kind::unsubscribe:
+    case command_kind::punsubscribe:
+    case command_kind::sunsubscribe:
+      return true;
+    default:
+      return false;
+  }
+}
+
 int64_t now_us() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
@@ -117,6 +131,7 @@ const policy::command_entry* lookup(const policy::policy_table& pol,
 }  // namespace detail
 
 using detail::framed_args;
+using detail::is_subscribe_kind;
 
 session_core::session_core(session_env& env, std::shared_ptr<const routing::router> router,
                            limits lim)
@@ -292,8 +307,18 @@ bool session_core::dispatch(entry& e, const routing::arg_source& args) {
   const size_t b = r.backend;
   e.backend = static_cast<uint16_t>(b);
 
-  if (tx_open_ || k == command_kind::multi) return dispatch_tx(e, args, cmd, b);
+  if (tx_open_ || k == command_kind::multi) return dispatch_tx(e, args, cmd, r);
+  if (k == command_kind::watch) watch_backend_ = static_cast<int32_t>(b);
+  if (k == command_kind::unwatch || k == command_kind::exec || k == command_kind::discard) {
+    watch_backend_ = -1;
+  }
   if (r.kind != routing::route_kind::backend) return dispatch_sharded(e, args, cmd, r);
+  // Pub/sub confirmations come as a stream on one link: in slots mode, with replies
+  // due from other links, such a command waits until it is the oldest unanswered one.
+  if (router_->sharded() && e.seq != head_seq_ && is_subscribe_kind(k)) {
+    hold(e, hold_reason::barrier);
+    return false;
+  }
 
   if ((k == command_kind::flushall || k == command_kind::flushdb) && !e.fence_passed) {
     if (!start_flush(e, {b})) return false;
@@ -400,6 +425,8 @@ void session_core::resume() {
     bool decided = false;
     if (e.tx >= 0) {
       decided = exec_held_tx(e, e.backend);
+    } else if (e.merge >= 0) {
+      decided = send_parts(e);
     } else {
       const std::string_view view(in_.data() + e.req_off, e.req_len);
       reframer_.reset();

@@ -183,6 +183,8 @@ class session_core {
     bool multi_sent = false;
     policy::action act = policy::action::forward;  // while the backend is not ready
     uint32_t timeout_ms = UINT32_MAX;
+    int32_t backend = -1;    // slots mode: the backend its keys live on
+    bool crossslot = false;  // slots mode: its keys live on several backends
   };
 
   // ---- requests and decisions (session_core.cpp) ----
@@ -205,8 +207,9 @@ class session_core {
 
   // ---- transactions (session_tx.cpp) ----
   bool dispatch_tx(entry& e, const routing::arg_source& args, const policy::command_entry* cmd,
-                   size_t b);
-  bool defer_command(entry& e, const routing::arg_source& args, const policy::command_entry* cmd);
+                   routing::route r);
+  bool defer_command(entry& e, const routing::arg_source& args, const policy::command_entry* cmd,
+                     routing::route r);
   bool exec_held_tx(entry& e, size_t b);
   void abandon_tx(entry& e);
   int32_t new_tx();
@@ -216,8 +219,11 @@ class session_core {
   // ---- slots mode: split and fan-out (session_sharded.cpp) ----
   bool dispatch_sharded(entry& e, const routing::arg_source& args,
                         const policy::command_entry* cmd, routing::route r);
+  int32_t new_merge();
+  bool send_parts(entry& e);
   void on_part_reply(entry& e, uint16_t part, std::string_view reply);
-  void retry_merge(entry& e, size_t b);
+  void retry_part(entry& e, uint16_t part, size_t b);
+  void finish_merge(entry& e);
 
   // ---- replies and output (session_replies.cpp) ----
   void on_reply(size_t b, std::string_view reply, const reply_info& info);
@@ -282,6 +288,7 @@ class session_core {
   bool tx_deferred_ = false;  // ...and the proxy holds the block
   bool tx_dirty_ = false;     // a command of the held block failed: EXEC aborts
   bool tx_aborted_ = false;   // the backend connection broke inside MULTI
+  int32_t watch_backend_ = -1;  // slots mode: where WATCH went
   int32_t tx_cur_ = -1;       // the held block being built
   size_t tx_floor_ = SIZE_MAX;
 

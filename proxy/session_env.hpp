@@ -19,6 +19,7 @@ class session_core;
 
 // This thread's copy of one backend's shared state, updated by messages from the prober.
 struct backend_view {
+  std::string name;
   policy::backend_state state = policy::backend_state::connecting;
   bool echo_loading_safe = true;
   std::string loading_error = "-LOADING Redis is loading the dataset in memory\r\n";

@@ -20,6 +20,7 @@ inline constexpr uint8_t item_replay = 2;   // state replayed on a new connectio
 inline constexpr uint8_t item_part = 3;     // one part of a split/fan-out command
 
 int64_t now_us();
+bool is_subscribe_kind(policy::command_kind k);
 // Case-insensitive compare against a lower-case literal.
 bool iequals(std::string_view a, std::string_view lower);
 // The command (or container|subcommand) entry; null when the table does not know it.

@@ -84,12 +84,17 @@ void session_core::on_link_failed(size_t b, bool was_open) {
   for (size_t i = 0; i < items.size(); ++i) {
     const inflight_item it = items[i];
     if (it.what == detail::item_swallow || it.what == detail::item_replay) continue;
+    if (it.seq < head_seq_) continue;
     entry& e = at(it.seq);
-    if (e.state != entry_state::sent) continue;
     if (it.what == detail::item_part) {
-      on_part_reply(e, it.part, err::backend_unreachable);
+      if (e.retry) {
+        retry_part(e, it.part, b);
+      } else {
+        on_part_reply(e, it.part, err::backend_unreachable);
+      }
       continue;
     }
+    if (e.state != entry_state::sent) continue;
     if (e.tx >= 0) txs_[static_cast<size_t>(e.tx)].multi_sent = false;
     if (e.retry) {
       hold_for_loading(e, b, e.timeout_ms);
@@ -115,11 +120,11 @@ void session_core::fail_link(size_t b, std::string_view why) {
   for (size_t i = 0; i < items.size(); ++i) {
     const inflight_item it = items[i];
     if (it.what == detail::item_swallow || it.what == detail::item_replay) continue;
+    if (it.seq < head_seq_) continue;
     entry& e = at(it.seq);
-    if (e.state != entry_state::sent) continue;
     if (it.what == detail::item_part) {
       on_part_reply(e, it.part, why);
-    } else {
+    } else if (e.state == entry_state::sent) {
       deliver(e, why);
     }
   }
@@ -282,17 +287,20 @@ void session_core::on_reply(size_t b, std::string_view reply, const reply_info& 
     }
     return;
   }
-  entry& e = at(it.seq);
   if (it.what == detail::item_part) {
     l.inflight.pop_front();
+    // The command may have been answered already (an expired wait, another part's error).
+    if (it.seq < head_seq_) return;
+    entry& e = at(it.seq);
     if (loading && e.retry) {
-      // One shard is loading: the whole command waits for it and is sent again.
-      retry_merge(e, b);
+      // That shard is loading: its part is sent again once it is ready.
+      retry_part(e, it.part, b);
       return;
     }
     on_part_reply(e, it.part, reply);
     return;
   }
+  entry& e = at(it.seq);
   if (e.retry && (loading || (e.kind == reply_kind::tx_exec && e.saw_loading && info.is_error()))) {
     // The server did not run it (or aborted the transaction because of it): queue it again
     // and never show the client this answer.
@@ -440,6 +448,12 @@ void session_core::flush_head() {
 }
 
 void session_core::after_completion() {
+  // A command that must be the oldest unanswered one (pub/sub in slots mode) goes now.
+  if (held_ > 0 && !pipe_.empty() && pipe_.front().state == entry_state::held &&
+      pipe_.front().hold == hold_reason::barrier) {
+    resume();
+    return;
+  }
   check_fence_drained();
   // Everything answered: the input buffer starts over at 0, with no copying.
   if (pipe_.empty() && parse_pos_ == in_len_ && tx_floor_ == SIZE_MAX && in_pins_ == 0) {

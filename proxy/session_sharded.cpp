@@ -1,21 +1,218 @@
-// session_core: slots mode, commands split over several backends or fanned out to all.
+// session_core, slots mode: commands split over several backends (MGET, MSET, DEL, ...),
+// fanned out to all of them (DBSIZE, KEYS, FLUSHALL, SELECT, ...), or walked one shard
+// at a time (SCAN). A command waits only for the backends it needs (SPEC §4, §6).
+
+#include <algorithm>
 
 #include "proxy/errors.hpp"
+#include "proxy/resp_writer.hpp"
 #include "proxy/session_core.hpp"
 #include "proxy/session_internal.hpp"
 
 namespace respfence::proxy {
 
-bool session_core::dispatch_sharded(entry& e, const routing::arg_source&,
-                                    const policy::command_entry*, routing::route) {
-  answer_local(e, err::not_supported_sharded);
+using policy::backend_state;
+using policy::command_kind;
+using routing::merge_rule;
+
+int32_t session_core::new_merge() {
+  if (!free_merges_.empty()) {
+    const int32_t i = free_merges_.back();
+    free_merges_.pop_back();
+    return i;
+  }
+  merges_.emplace_back();
+  return static_cast<int32_t>(merges_.size() - 1);
+}
+
+bool session_core::dispatch_sharded(entry& e, const routing::arg_source& args,
+                                    const policy::command_entry* cmd, routing::route r) {
+  const command_kind k = e.ckind;
+  const size_t shards = router_->backends();
+  const policy::policy_table& pol = env_.policy();
+  const policy::rule& ru = cmd ? pol.rule_for(*cmd) : pol.unknown_rule();
+
+  if (k == command_kind::scan) {
+    scan_cursor c;
+    if (args.argc() < 2 || !decode_scan_cursor(args.arg(1), shards, c)) {
+      // Not a cursor the proxy made: the first backend answers the error.
+      e.retry = ru.act == policy::action::queue;
+      e.timeout_ms = ru.timeout_ms;
+      send(e, 0, args);
+      return true;
+    }
+    e.merge = new_merge();
+    merge_state& m = merges_[static_cast<size_t>(e.merge)];
+    m.reset(merge_rule::scan, 1);
+    m.shards = static_cast<uint16_t>(shards);
+    m.scan_shard = c.shard;
+    m.part_backend[0] = c.shard;
+    auto w = write_to(m.requests[0]);
+    w.array(static_cast<int64_t>(args.argc())).bulk(args.arg(0)).bulk(std::to_string(c.backend_cursor));
+    for (size_t i = 2; i < args.argc(); ++i) w.bulk(args.arg(i));
+  } else if (r.kind == routing::route_kind::fanout) {
+    if ((k == command_kind::flushall || k == command_kind::flushdb) && !e.fence_passed) {
+      std::vector<size_t> all(shards);
+      for (size_t b = 0; b < shards; ++b) all[b] = b;
+      if (!start_flush(e, all)) return false;
+    }
+    e.merge = new_merge();
+    merge_state& m = merges_[static_cast<size_t>(e.merge)];
+    m.reset(routing::merge_rule_for(k), static_cast<uint16_t>(shards));
+    m.shards = static_cast<uint16_t>(shards);
+    for (size_t b = 0; b < shards; ++b) {
+      m.part_backend[b] = static_cast<uint16_t>(b);
+      m.names.push_back(env_.view(b).name);
+    }
+  } else {
+    // Split: one part per backend, in the order the backends first appear.
+    e.merge = new_merge();
+    merge_state& m = merges_[static_cast<size_t>(e.merge)];
+    m.reset(routing::merge_rule_for(k), 0);
+    m.shards = static_cast<uint16_t>(shards);
+    const size_t step = k == command_kind::mset ? 2 : 1;
+    std::vector<int32_t> part_of(shards, -1);
+    std::vector<std::vector<size_t>> keys_of;
+    for (size_t i : keys_) {
+      const uint16_t owner = router_->owner_of(args.arg(i));
+      if (part_of[owner] < 0) {
+        part_of[owner] = static_cast<int32_t>(m.part_backend.size());
+        m.part_backend.push_back(owner);
+        keys_of.emplace_back();
+      }
+      const auto p = static_cast<uint16_t>(part_of[owner]);
+      m.order.emplace_back(p, static_cast<uint32_t>(keys_of[p].size()));
+      keys_of[p].push_back(i);
+    }
+    const auto parts = static_cast<uint16_t>(m.part_backend.size());
+    m.parts = parts;
+    m.state.assign(parts, part_state::pending);
+    m.ping_bare.assign(parts, 0);
+    m.replies.assign(parts, std::string());
+    m.requests.assign(parts, std::string());
+    for (uint16_t p = 0; p < parts; ++p) {
+      auto w = write_to(m.requests[p]);
+      w.array(static_cast<int64_t>(1 + keys_of[p].size() * step)).bulk(args.arg(0));
+      for (size_t i : keys_of[p]) {
+        w.bulk(args.arg(i));
+        if (step == 2) w.bulk(args.arg(i + 1));
+      }
+    }
+  }
+  merge_state& m = merges_[static_cast<size_t>(e.merge)];
+  m.act = ru.act;
+  m.loading_safe = ru.loading_safe && !ru.overridden;
+  m.overridden = ru.overridden;
+  e.kind = reply_kind::merge;
+  e.retry = ru.act == policy::action::queue && !m.loading_safe;
+  e.timeout_ms = ru.timeout_ms;
+  if (args.argc() >= 2 && k == command_kind::ping) {
+    m.ping_message.assign(args.arg(1));
+    m.has_message = true;
+  }
+  return send_parts(e);
+}
+
+bool session_core::send_parts(entry& e) {
+  merge_state& m = merges_[static_cast<size_t>(e.merge)];
+  const policy::policy_table& pol = env_.policy();
+  const bool is_ping = e.ckind == command_kind::ping;
+  // The fence and the loading policy are decided for the command as a whole: it waits
+  // (or fails) if any backend it needs would make it wait (or fail).
+  size_t wait_on = SIZE_MAX;
+  size_t reject_on = SIZE_MAX;
+  for (uint16_t p = 0; p < m.parts; ++p) {
+    if (m.state[p] != part_state::pending) continue;
+    const size_t t = m.part_backend[p];
+    const backend_view& v = env_.view(t);
+    if (v.fence_level > 0 && e.seq >= fence_mark_ && !e.is_flush) {
+      hold(e, hold_reason::fence);
+      return false;
+    }
+    if (v.state == backend_state::ready || m.loading_safe) continue;
+    if (is_ping && pol.config().ping_rewrite && !m.overridden &&
+        v.state == backend_state::loading) {
+      continue;  // rewritten per part below
+    }
+    if (m.act == policy::action::queue && wait_on == SIZE_MAX) wait_on = t;
+    if (m.act == policy::action::reject && reject_on == SIZE_MAX) reject_on = t;
+  }
+  if (reject_on != SIZE_MAX) {
+    env_.count(reject_on, counter::rejected);
+    answer_local(e, env_.view(reject_on).loading_error);
+    return true;
+  }
+  if (wait_on != SIZE_MAX) return hold_for_loading(e, wait_on, e.timeout_ms);
+
+  for (uint16_t p = 0; p < m.parts; ++p) {
+    if (m.state[p] != part_state::pending) continue;
+    const size_t t = m.part_backend[p];
+    const backend_view& v = env_.view(t);
+    link& l = ensure_link(t);
+    if (is_ping && v.state == backend_state::loading && pol.config().ping_rewrite &&
+        !m.overridden) {
+      const bool bare = !m.has_message;
+      if (!v.echo_loading_safe) {
+        // The backend is alive but cannot ECHO while loading: answer its part here.
+        m.replies[p] = bare ? std::string(rep::pong) : std::string();
+        if (!bare) write_to(m.replies[p]).bulk(m.ping_message);
+        m.state[p] = part_state::answered;
+        ++m.answered;
+        env_.count(t, counter::rewritten);
+        continue;
+      }
+      const size_t start = l.gen.size();
+      write_to(l.gen).array(2).bulk("ECHO").bulk(bare ? std::string_view("PONG") : m.ping_message);
+      l.out.push_back(seg{true, start, l.gen.size() - start});
+      m.ping_bare[p] = bare ? 1 : 0;
+      env_.count(t, counter::rewritten);
+    } else if (m.requests[p].empty()) {
+      append_in(l, e.req_off, e.req_len);  // a fan-out sends the client's own bytes
+      env_.count(t, counter::forwarded);
+    } else {
+      const size_t start = l.gen.size();
+      l.gen += m.requests[p];
+      l.out.push_back(seg{true, start, m.requests[p].size()});
+      env_.count(t, counter::forwarded);
+    }
+    if (e.is_flush) env_.flush_sent(t);
+    l.inflight.push_back(inflight_item{e.seq, detail::item_part, p});
+    m.state[p] = part_state::sent;
+  }
+  e.state = entry_state::sent;
+  e.kind = reply_kind::merge;
+  if (m.answered == m.parts) finish_merge(e);
   return true;
 }
 
-void session_core::on_part_reply(entry& e, uint16_t, std::string_view reply) {
-  deliver(e, reply);
+void session_core::on_part_reply(entry& e, uint16_t part, std::string_view reply) {
+  if (e.merge < 0 || e.state == entry_state::done) return;  // answered already
+  merge_state& m = merges_[static_cast<size_t>(e.merge)];
+  if (part >= m.parts || m.state[part] == part_state::answered) return;
+  if (m.ping_bare[part] && !reply.empty() && reply[0] == '$') {
+    m.replies[part] = rep::pong;
+  } else {
+    m.replies[part].assign(reply);
+  }
+  m.state[part] = part_state::answered;
+  ++m.answered;
+  // A held command waits for its other parts to be sent again before it is answered.
+  if (m.answered == m.parts && e.state == entry_state::sent) finish_merge(e);
 }
 
-void session_core::retry_merge(entry& e, size_t) { deliver(e, err::backend_lost); }
+void session_core::retry_part(entry& e, uint16_t part, size_t b) {
+  if (e.merge < 0 || e.state == entry_state::done) return;
+  merge_state& m = merges_[static_cast<size_t>(e.merge)];
+  if (part < m.parts && m.state[part] == part_state::sent) m.state[part] = part_state::pending;
+  env_.count(b, counter::retried);
+  if (e.state == entry_state::sent) hold_for_loading(e, b, e.timeout_ms);
+}
+
+void session_core::finish_merge(entry& e) {
+  const merge_state& m = merges_[static_cast<size_t>(e.merge)];
+  const std::string merged = merge_replies(m, resp3_);
+  if (!merged.empty() && merged[0] != '-') record_state(e, merged);
+  deliver(e, merged);
+}
 
 }  // namespace respfence::proxy

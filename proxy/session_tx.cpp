@@ -37,12 +37,15 @@ void session_core::free_tx(int32_t i) {
   t.exec_off = SIZE_MAX;
   t.exec_len = 0;
   t.multi_sent = false;
+  t.backend = -1;
+  t.crossslot = false;
   t.act = policy::action::forward;
   t.timeout_ms = UINT32_MAX;
   free_txs_.push_back(i);
 }
 
 void session_core::reset_tx() {
+  watch_backend_ = -1;
   tx_open_ = false;
   tx_deferred_ = false;
   tx_dirty_ = false;
@@ -63,8 +66,9 @@ void session_core::abandon_tx(entry& e) {
 }
 
 bool session_core::dispatch_tx(entry& e, const routing::arg_source& args,
-                               const policy::command_entry* cmd, size_t b) {
+                               const policy::command_entry* cmd, routing::route r) {
   const command_kind k = e.ckind;
+  size_t b = r.backend;
   if (!tx_open_) {
     // MULTI. While the backend is ready it goes to the server; otherwise the proxy holds
     // the block from the start.
@@ -194,6 +198,18 @@ bool session_core::dispatch_tx(entry& e, const routing::arg_source& args,
     }
     case command_kind::exec: {
       tx_block& t = txs_[static_cast<size_t>(tx_cur_)];
+      if (router_->sharded()) {
+        // The block runs where its keys are (and where WATCH looked), on one backend.
+        const bool split = t.crossslot ||
+                           (t.backend >= 0 && watch_backend_ >= 0 && t.backend != watch_backend_);
+        if (split) {
+          free_tx(tx_cur_);
+          reset_tx();
+          answer_local(e, err::crossslot);
+          return true;
+        }
+        b = static_cast<size_t>(t.backend >= 0 ? t.backend : std::max(watch_backend_, 0));
+      }
       if (tx_dirty_) {
         if (t.multi_sent) {
           send_gen(b, k_discard, detail::item_swallow, e.seq);
@@ -217,13 +233,24 @@ bool session_core::dispatch_tx(entry& e, const routing::arg_source& args,
       return exec_held_tx(e, b);
     }
     default:
-      return defer_command(e, args, cmd);
+      return defer_command(e, args, cmd, r);
   }
 }
 
 bool session_core::defer_command(entry& e, const routing::arg_source& args,
-                                 const policy::command_entry* cmd) {
+                                 const policy::command_entry* cmd, routing::route r) {
   tx_block& t = txs_[static_cast<size_t>(tx_cur_)];
+  if (router_->sharded()) {
+    if (r.kind == routing::route_kind::split || r.kind == routing::route_kind::crossslot) {
+      t.crossslot = true;
+    } else if (r.kind == routing::route_kind::backend && !keys_.empty()) {
+      if (t.backend < 0) {
+        t.backend = r.backend;
+      } else if (t.backend != r.backend) {
+        t.crossslot = true;
+      }
+    }
+  }
   const policy::policy_table& pol = env_.policy();
   // The checks the server makes before it queues a command (server.c processCommand),
   // with its texts; a failure dirties the transaction.

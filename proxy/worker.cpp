@@ -21,7 +21,10 @@ worker::worker(runtime& rt, size_t index, size_t backends)
       views_(backends),
       policy_(rt.current_policy()),
       stats_(backends) {
-  for (size_t b = 0; b < backends; ++b) set_backend(b, rt.registry().snapshot(b));
+  for (size_t b = 0; b < backends; ++b) {
+    views_[b].name = rt.registry().config(b).name;
+    set_backend(b, rt.registry().snapshot(b));
+  }
 }
 
 worker::~worker() { join(); }

@@ -50,7 +50,15 @@ merge_rule merge_rule_for(command_kind k) {
     case command_kind::mset:
     case command_kind::flushall:
     case command_kind::flushdb:
+    case command_kind::select:
+    case command_kind::auth:
+    case command_kind::client_setname:
+    case command_kind::unwatch:
+    case command_kind::script_flush:
       return merge_rule::all_ok;
+    case command_kind::hello:
+    case command_kind::script_load:
+      return merge_rule::none;  // every backend answers the same: the first answer
     case command_kind::del:
     case command_kind::unlink:
     case command_kind::exists:
@@ -75,6 +83,15 @@ merge_rule merge_rule_for(command_kind k) {
 namespace {
 bool is_fanout(command_kind k) {
   switch (k) {
+    // Per-connection state goes to every backend, so that every link agrees.
+    case command_kind::select:
+    case command_kind::auth:
+    case command_kind::hello:
+    case command_kind::client_setname:
+    case command_kind::unwatch:
+    // Scripts must exist wherever EVALSHA may be routed.
+    case command_kind::script_load:
+    case command_kind::script_flush:
     case command_kind::dbsize:
     case command_kind::keys:
     case command_kind::scan:

@@ -1,5 +1,7 @@
 #include "routing/slots.hpp"
 
+#include <cmath>
+
 namespace respfence::routing {
 
 namespace {
@@ -50,10 +52,20 @@ slot_map slot_map::from_ranges(const std::vector<std::vector<range>>& per_backen
 }
 
 slot_map slot_map::even(size_t backends) {
+  // The same split as `redis-cli --cluster create`: N ranges of 16384/N slots, rounded,
+  // the last one running to 16383.
   slot_map m;
   m.backends_ = backends == 0 ? 1 : backends;
-  for (uint32_t s = 0; s < slot_count; ++s) {
-    m.owner_[s] = static_cast<uint16_t>(s * m.backends_ / slot_count);
+  const double per = static_cast<double>(slot_count) / static_cast<double>(m.backends_);
+  double cursor = 0;
+  long first = 0;
+  for (size_t i = 0; i < m.backends_; ++i) {
+    long last = std::lround(cursor + per - 1);
+    if (last > slot_count - 1 || i == m.backends_ - 1) last = slot_count - 1;
+    if (last < first) last = first;
+    for (long s = first; s <= last; ++s) m.owner_[static_cast<size_t>(s)] = static_cast<uint16_t>(i);
+    first = last + 1;
+    cursor += per;
   }
   return m;
 }
