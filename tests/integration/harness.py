@@ -17,6 +17,7 @@ import time
 import unittest
 import urllib.error
 import urllib.request
+import warnings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("RESPFENCE_BIN") or os.path.join(ROOT, "build", "release", "proxy", "respfence")
@@ -435,6 +436,10 @@ def redis_cli(port, *args, proto3=False, stdin=None, timeout=20):
 
 class TestCase(unittest.TestCase):
     maxDiff = None
+
+    def setUp(self):
+        # Raw connections are left to the garbage collector on purpose in many tests.
+        warnings.simplefilter("ignore", ResourceWarning)
 
     def redis(self, args=()):
         return RedisServer(self, args=args).start()
