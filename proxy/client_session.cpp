@@ -7,11 +7,18 @@
 namespace respfence::proxy {
 
 namespace {
-void no_delay(client_session::socket& s) {
-  // Unix sockets have no Nagle to turn off; the error is expected there.
+
+void tune(client_session::socket& s) {
   asio::error_code ignored;
+  s.non_blocking(true, ignored);
+  // Unix sockets have no Nagle to turn off; the error is expected there.
   s.set_option(asio::ip::tcp::no_delay(true), ignored);
 }
+
+bool would_block(const asio::error_code& ec) {
+  return ec == asio::error::would_block || ec == asio::error::try_again;
+}
+
 }  // namespace
 
 client_session::client_session(worker& w, socket s, std::shared_ptr<const routing::router> router,
@@ -27,7 +34,7 @@ client_session::client_session(worker& w, socket s, std::shared_ptr<const routin
   for (size_t i = 0; i < core_.link_count(); ++i) {
     links_.push_back(std::make_unique<link_io>(w.io()));
   }
-  no_delay(sock_);
+  tune(sock_);
 }
 
 client_session::~client_session() = default;
@@ -36,36 +43,123 @@ void client_session::start() { pump(); }
 
 void client_session::pump() {
   if (closing_) return;
-  if (core_.finished() && !writing_ && !core_.has_client_output()) {
-    close();
+  if (in_pump_) {
+    pump_again_ = true;
     return;
   }
-  if (!writing_ && core_.has_client_output()) write_client();
-  for (size_t b = 0; b < links_.size(); ++b) {
-    link_io& l = *links_[b];
-    if (!l.open && !l.connecting) {
-      if (core_.link_needs_connect(b)) connect_link(b);
-      continue;
+  in_pump_ = true;
+  // Each pass moves whatever can move without waiting; stop when nothing did.
+  for (int pass = 0; pass < 32 && !closing_; ++pass) {
+    pump_again_ = false;
+    bool progress = false;
+    if (!writing_ && core_.has_client_output()) {
+      out_ = core_.take_client_output();
+      out_done_ = 0;
+      writing_ = true;
     }
-    if (!l.open) continue;
-    if (!l.writing && core_.link_has_output(b)) write_link(b);
-    if (!l.reading && core_.link_wants_read(b)) read_link(b);
+    if (writing_ && !write_armed_) progress |= write_client_now();
+    for (size_t b = 0; b < links_.size() && !closing_; ++b) {
+      link_io& l = *links_[b];
+      if (!l.open) {
+        if (!l.connecting && core_.link_needs_connect(b)) connect_link(b);
+        continue;
+      }
+      if (!l.writing && core_.link_has_output(b)) {
+        l.bufs.clear();
+        for (const out_span& s : core_.take_link_output(b)) l.bufs.emplace_back(s.data, s.size);
+        l.first = 0;
+        l.writing = true;
+      }
+      if (l.writing && !l.write_armed) progress |= write_link_now(b);
+      if (l.open && !l.read_armed && l.maybe_ready && core_.link_wants_read(b)) {
+        progress |= read_link_now(b);
+      }
+    }
+    if (!closing_ && !read_armed_ && maybe_ready_ && core_.wants_client_read()) {
+      progress |= read_client_now();
+    }
+    if (closing_) break;
+    if (core_.finished() && !writing_ && !core_.has_client_output()) {
+      close();
+      break;
+    }
+    if (!progress && !pump_again_) break;
   }
-  if (!reading_ && core_.wants_client_read()) read_client();
+  if (!closing_) {
+    // Wait for whatever would block. A socket not waited on now keeps "maybe ready":
+    // an edge that arrives meanwhile is not seen again, so it is read directly later.
+    if (!read_armed_) {
+      if (!maybe_ready_ && core_.wants_client_read()) {
+        arm_client_read();
+      } else {
+        maybe_ready_ = true;
+      }
+    }
+    for (size_t b = 0; b < links_.size(); ++b) {
+      link_io& l = *links_[b];
+      if (!l.open || l.read_armed) continue;
+      if (!l.maybe_ready && core_.link_wants_read(b)) {
+        arm_link_read(b);
+      } else {
+        l.maybe_ready = true;
+      }
+    }
+  }
+  in_pump_ = false;
 }
 
-void client_session::read_client() {
+// ---------------------------------------------------------------- client socket
+
+bool client_session::read_client_now() {
   auto [p, n] = core_.client_read_buffer();
-  if (n == 0) return;
-  reading_ = true;
+  if (n == 0) return false;
+  asio::error_code ec;
+  const size_t got = sock_.read_some(asio::buffer(p, n), ec);
+  if (would_block(ec)) {
+    maybe_ready_ = false;
+    return false;
+  }
+  if (ec) {  // EOF included: the client is gone
+    close();
+    return true;
+  }
+  core_.on_client_data(got);
+  if (got < n) maybe_ready_ = false;  // a short read drained the socket
+  return true;
+}
+
+bool client_session::write_client_now() {
+  asio::error_code ec;
+  const size_t n =
+      sock_.write_some(asio::buffer(out_.data() + out_done_, out_.size() - out_done_), ec);
+  if (would_block(ec)) {
+    arm_client_write();
+    return false;
+  }
+  if (ec) {
+    close();
+    return true;
+  }
+  out_done_ += n;
+  if (out_done_ < out_.size()) {
+    arm_client_write();
+    return true;
+  }
+  writing_ = false;
+  core_.client_output_done();
+  return true;
+}
+
+void client_session::arm_client_read() {
+  read_armed_ = true;
   ++ops_;
-  sock_.async_read_some(asio::buffer(p, n), [this](const asio::error_code& ec, size_t got) {
-    reading_ = false;
+  sock_.async_wait(socket::wait_read, [this](const asio::error_code& ec) {
+    read_armed_ = false;
     if (!closing_) {
       if (ec) {
         close();
       } else {
-        core_.on_client_data(got);
+        maybe_ready_ = true;
         pump();
       }
     }
@@ -73,24 +167,23 @@ void client_session::read_client() {
   });
 }
 
-void client_session::write_client() {
-  const std::string_view out = core_.take_client_output();
-  writing_ = true;
+void client_session::arm_client_write() {
+  write_armed_ = true;
   ++ops_;
-  asio::async_write(sock_, asio::buffer(out.data(), out.size()),
-                    [this](const asio::error_code& ec, size_t) {
-                      writing_ = false;
-                      if (!closing_) {
-                        if (ec) {
-                          close();
-                        } else {
-                          core_.client_output_done();
-                          pump();
-                        }
-                      }
-                      op_done();
-                    });
+  sock_.async_wait(socket::wait_write, [this](const asio::error_code& ec) {
+    write_armed_ = false;
+    if (!closing_) {
+      if (ec) {
+        close();
+      } else {
+        pump();
+      }
+    }
+    op_done();
+  });
 }
+
+// ---------------------------------------------------------------- backend links
 
 void client_session::connect_link(size_t b) {
   link_io& l = *links_[b];
@@ -102,7 +195,10 @@ void client_session::connect_link(size_t b) {
   l.timer.async_wait([this, b](const asio::error_code& ec) {
     link_io& lk = *links_[b];
     // A connect that takes too long is abandoned like a refused one.
-    if (!ec && lk.connecting) lk.sock.close();
+    if (!ec && lk.connecting) {
+      asio::error_code ignored;
+      lk.sock.close(ignored);
+    }
     op_done();
   });
   ++ops_;
@@ -117,7 +213,8 @@ void client_session::connect_link(size_t b) {
         core_.on_link_failed(b, false);
       } else {
         lk.open = true;
-        no_delay(lk.sock);
+        lk.maybe_ready = true;
+        tune(lk.sock);
         core_.on_link_connected(b);
       }
       pump();
@@ -126,60 +223,111 @@ void client_session::connect_link(size_t b) {
   });
 }
 
-void client_session::read_link(size_t b) {
+bool client_session::read_link_now(size_t b) {
   link_io& l = *links_[b];
   auto [p, n] = core_.link_read_buffer(b);
-  l.reading = true;
+  asio::error_code ec;
+  const size_t got = l.sock.read_some(asio::buffer(p, n), ec);
+  if (would_block(ec)) {
+    l.maybe_ready = false;
+    return false;
+  }
+  if (ec) {
+    close_link(b, true);
+    return true;
+  }
+  core_.on_link_data(b, got);
+  if (!core_.link_open(b)) {
+    // The core gave up on this connection (a reply that is not RESP).
+    close_link(b, true);
+    return true;
+  }
+  if (got < n) l.maybe_ready = false;
+  return true;
+}
+
+bool client_session::write_link_now(size_t b) {
+  link_io& l = *links_[b];
+  asio::error_code ec;
+  size_t n = l.sock.write_some(
+      std::span<const asio::const_buffer>(l.bufs.data() + l.first, l.bufs.size() - l.first), ec);
+  if (would_block(ec)) {
+    arm_link_write(b);
+    return false;
+  }
+  if (ec) {
+    close_link(b, true);
+    return true;
+  }
+  while (n > 0) {
+    asio::const_buffer& front = l.bufs[l.first];
+    if (n >= front.size()) {
+      n -= front.size();
+      ++l.first;
+    } else {
+      front = asio::const_buffer(static_cast<const char*>(front.data()) + n, front.size() - n);
+      n = 0;
+    }
+  }
+  if (l.first < l.bufs.size()) {
+    arm_link_write(b);
+    return true;
+  }
+  l.writing = false;
+  core_.link_output_done(b);
+  return true;
+}
+
+void client_session::arm_link_read(size_t b) {
+  link_io& l = *links_[b];
+  l.read_armed = true;
   ++ops_;
-  l.sock.async_read_some(asio::buffer(p, n), [this, b](const asio::error_code& ec, size_t got) {
+  l.sock.async_wait(socket::wait_read, [this, b, gen = l.gen](const asio::error_code& ec) {
     link_io& lk = *links_[b];
-    lk.reading = false;
-    if (!closing_ && lk.open) {
-      if (ec) {
-        close_link(b, true);
-      } else {
-        core_.on_link_data(b, got);
-        // The core gave up on this connection (a reply that is not RESP).
-        if (!core_.link_open(b)) {
-          lk.open = false;
-          asio::error_code ignored;
-          lk.sock.close(ignored);
-        }
+    // A wait on a socket that has since been closed (and maybe reopened) means nothing.
+    if (gen == lk.gen) {
+      lk.read_armed = false;
+      if (!closing_ && !ec && lk.open) {
+        lk.maybe_ready = true;
+        pump();
       }
-      pump();
     }
     op_done();
   });
 }
 
-void client_session::write_link(size_t b) {
+void client_session::arm_link_write(size_t b) {
   link_io& l = *links_[b];
-  const std::vector<out_span>& spans = core_.take_link_output(b);
-  l.bufs.clear();
-  for (const out_span& s : spans) l.bufs.emplace_back(s.data, s.size);
-  l.writing = true;
+  l.write_armed = true;
   ++ops_;
-  // A span over the buffer list: async_write copies the sequence, and a span copies for free.
-  asio::async_write(l.sock, std::span<const asio::const_buffer>(l.bufs),
-                    [this, b](const asio::error_code& ec, size_t) {
-                      link_io& lk = *links_[b];
-                      lk.writing = false;
-                      if (!closing_) {
-                        core_.link_output_done(b);
-                        if (ec && lk.open) close_link(b, true);
-                        pump();
-                      }
-                      op_done();
-                    });
+  l.sock.async_wait(socket::wait_write, [this, b, gen = l.gen](const asio::error_code& ec) {
+    link_io& lk = *links_[b];
+    if (gen == lk.gen) {
+      lk.write_armed = false;
+      if (!closing_ && !ec && lk.open) pump();
+    }
+    op_done();
+  });
 }
 
 void client_session::close_link(size_t b, bool was_open) {
   link_io& l = *links_[b];
   l.open = false;
+  ++l.gen;
+  l.read_armed = false;
+  l.write_armed = false;
   asio::error_code ignored;
-  l.sock.close(ignored);
+  l.sock.close(ignored);  // pending waits complete with operation_aborted, and are stale
+  if (l.writing) {
+    l.writing = false;
+    core_.link_output_done(b);
+  }
+  l.bufs.clear();
+  l.first = 0;
   core_.on_link_failed(b, was_open);
 }
+
+// ---------------------------------------------------------------- lifetime
 
 void client_session::close() {
   if (closing_) return;

@@ -2,6 +2,15 @@
 // The Asio shell around a session_core: it owns the client socket and one socket per
 // backend link, and does whatever I/O the core asks for after each event (pump()).
 // All of it runs on one worker thread; no locks.
+//
+// I/O is done directly on non-blocking sockets, with Asio used for readiness only:
+//  - a write is attempted at once (one sendmsg for the whole gathered batch); only if
+//    the socket is full does the shell wait for it to become writable;
+//  - a read that comes back short has drained the socket, so the next one waits for
+//    readiness instead of trying (and failing with EAGAIN) first. Asio's reactor is
+//    edge-triggered: a socket whose read is not re-armed in the same handler is marked
+//    "maybe ready" and read directly next time, so that no edge is ever lost.
+// This saves two syscalls and an allocation per request over async_read_some/async_write.
 
 #include <memory>
 #include <vector>
@@ -19,14 +28,15 @@ class client_session {
   using socket = asio::generic::stream_protocol::socket;
 
   client_session(worker& w, socket s, std::shared_ptr<const routing::router> router,
-                 session_core::limits lim, const std::vector<asio::generic::stream_protocol::endpoint>& backends,
+                 session_core::limits lim,
+                 const std::vector<asio::generic::stream_protocol::endpoint>& backends,
                  uint32_t connect_timeout_ms);
   ~client_session();
   client_session(const client_session&) = delete;
   client_session& operator=(const client_session&) = delete;
 
   void start();
-  // Issue whatever reads, writes and connects the core wants now.
+  // Do whatever reads, writes and connects the core wants now.
   void pump();
   session_core& core() { return core_; }
   size_t slot = 0;  // index in the worker's session list
@@ -36,18 +46,26 @@ class client_session {
     explicit link_io(asio::io_context& io) : sock(io), timer(io) {}
     socket sock;
     asio::steady_timer timer;
-    std::vector<asio::const_buffer> bufs;
+    std::vector<asio::const_buffer> bufs;  // the batch being written
+    size_t first = 0;                      // bufs[first..] are still to go
+    uint32_t gen = 0;  // bumped when the socket closes: older waits are stale
     bool open = false;
     bool connecting = false;
-    bool reading = false;
-    bool writing = false;
+    bool read_armed = false;   // waiting for readability
+    bool maybe_ready = true;   // may hold unread bytes: read directly
+    bool write_armed = false;  // waiting for writability
+    bool writing = false;      // a batch is (partly) unwritten
   };
 
-  void read_client();
-  void write_client();
+  bool read_client_now();
+  bool write_client_now();
+  bool read_link_now(size_t b);
+  bool write_link_now(size_t b);
+  void arm_client_read();
+  void arm_client_write();
+  void arm_link_read(size_t b);
+  void arm_link_write(size_t b);
   void connect_link(size_t b);
-  void read_link(size_t b);
-  void write_link(size_t b);
   void close_link(size_t b, bool was_open);
   void close();
   void op_done();
@@ -58,10 +76,17 @@ class client_session {
   const std::vector<asio::generic::stream_protocol::endpoint>& endpoints_;
   uint32_t connect_timeout_ms_;
   std::vector<std::unique_ptr<link_io>> links_;
-  bool reading_ = false;
+  std::string_view out_;      // client output being written
+  size_t out_done_ = 0;       // bytes of out_ already written
+  bool read_armed_ = false;
+  // A new connection waits for readability (Asio re-evaluates readiness when it arms the
+  // wait, so bytes already there are seen) instead of allocating a buffer to try a read.
+  bool maybe_ready_ = false;
+  bool write_armed_ = false;
   bool writing_ = false;
   bool closing_ = false;
   bool in_pump_ = false;
+  bool pump_again_ = false;
   int ops_ = 0;  // handlers still to run; the session is freed at zero once closing
 };
 

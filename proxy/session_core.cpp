@@ -218,7 +218,35 @@ void session_core::compact_input() {
   }
 }
 
+bool session_core::touched_since(bool clear) {
+  const bool t = touched_;
+  if (clear) touched_ = false;
+  return t;
+}
+
+void session_core::release_buffers() {
+  if (!pipe_.empty() || in_len_ != 0 || in_pins_ != 0 || !out_.empty() || !writing_.empty() ||
+      !stash_.empty() || held_ != 0 || tx_open_) {
+    return;
+  }
+  for (const link& l : links_) {
+    if (!l.out.empty() || !l.writing.empty() || l.rstart != l.rend) return;
+  }
+  std::vector<char>().swap(in_);
+  parse_pos_ = read_at_ = 0;
+  std::string().swap(out_);
+  std::string().swap(writing_);
+  std::string().swap(stash_);
+  for (link& l : links_) {
+    std::vector<char>().swap(l.rbuf);
+    l.rstart = l.rend = l.read_at = 0;
+    std::string().swap(l.gen);
+    std::string().swap(l.gen_writing);
+  }
+}
+
 void session_core::on_client_data(size_t n) {
+  touched_ = true;
   if (read_at_ != in_len_) std::memmove(in_.data() + in_len_, in_.data() + read_at_, n);
   in_len_ += n;
   batch_us_ = detail::now_us();

@@ -105,6 +105,11 @@ class session_core {
   void fence_ready(uint64_t fence_id);  // this session's flush may go now
   void begin_shutdown();                // SIGTERM: finish what is in flight, take nothing new
 
+  // Memory: a session with nothing in flight may give its buffers back; the next byte
+  // allocates them again. The worker calls this for sessions quiet for a while.
+  bool touched_since(bool clear);
+  void release_buffers();
+
   // The shell that owns this core (the worker finds it from the env callbacks).
   void set_user(void* u) { user_ = u; }
   void* user() const { return user_; }
@@ -310,6 +315,7 @@ class session_core {
   bool own_fence_pending_ = false;
 
   int64_t batch_us_ = 0;     // when the current batch of bytes arrived
+  bool touched_ = false;     // bytes moved since the last idle sweep
   bool stop_input_ = false;  // QUIT, protocol error, shutdown: no more requests
   bool close_when_done_ = false;
   bool client_gone_ = false;

@@ -211,6 +211,7 @@ void session_core::on_link_data(size_t b, size_t n) {
   link& l = links_[b];
   if (l.read_at != l.rend) std::memmove(l.rbuf.data() + l.rend, l.rbuf.data() + l.read_at, n);
   l.rend += n;
+  touched_ = true;
   batch_us_ = detail::now_us();
   while (l.state == link::conn::open && l.rstart < l.rend) {
     const std::string_view view(l.rbuf.data() + l.rstart, l.rend - l.rstart);

@@ -122,6 +122,7 @@ class worker final : public session_env {
   std::vector<fence_origin> origins_;
   worker_stats stats_;
   bool shutting_down_ = false;
+  unsigned ticks_ = 0;
   struct session_limits {
     size_t client_output = 8u << 20;
   } limits_;

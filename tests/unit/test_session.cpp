@@ -410,3 +410,19 @@ TEST_CASE("large pipelines stream through a small window with replies trickling 
   CHECK(answered == 3000);
   CHECK(out.size() == 3000 * 5);
 }
+
+TEST_CASE("an idle session gives its buffers back and works again afterwards") {
+  session_fixture f;
+  f.client(cmd({"SET", "a", std::string(50000, 'x')}));
+  f.written();
+  f.client(cmd({"GET", "a"}));  // in flight: nothing may be released
+  f.core.release_buffers();
+  CHECK(f.written() == cmd({"GET", "a"}));
+  f.reply("+OK\r\n$1\r\nx\r\n");
+  CHECK(f.output() == "+OK\r\n$1\r\nx\r\n");
+  f.core.release_buffers();
+  f.client(cmd({"GET", "b"}));
+  CHECK(f.written() == cmd({"GET", "b"}));
+  f.reply("$-1\r\n");
+  CHECK(f.output() == "$-1\r\n");
+}
