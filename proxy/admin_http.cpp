@@ -126,7 +126,7 @@ http_response admin_route(runtime& rt, const std::string& method, const std::str
 }
 
 admin_server::admin_server(asio::io_context& io, runtime& rt)
-    : io_(io), rt_(rt), acceptor_(io) {}
+    : rt_(rt), acceptor_(io) {}
 
 bool admin_server::listen(const std::string& address, std::string& why) {
   const auto ep = resolve_endpoint(address, &why);

@@ -32,7 +32,6 @@ class admin_server {
  private:
   void accept();
 
-  asio::io_context& io_;
   runtime& rt_;
   asio::basic_socket_acceptor<asio::generic::stream_protocol> acceptor_;
   bool closed_ = false;

@@ -62,8 +62,6 @@ inline constexpr std::string_view crossslot =
 // respfence's own: the server has no answer for these.
 inline constexpr std::string_view backend_lost =
     "-ERR respfence: connection to the backend was lost; the command may or may not have run\r\n";
-inline constexpr std::string_view backend_unreachable =
-    "-ERR respfence: cannot connect to the backend\r\n";
 inline constexpr std::string_view backend_protocol =
     "-ERR respfence: the backend sent a reply that is not RESP\r\n";
 inline constexpr std::string_view shutting_down = "-ERR respfence: shutting down\r\n";

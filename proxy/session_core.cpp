@@ -327,6 +327,12 @@ bool session_core::dispatch(entry& e, const routing::arg_source& args) {
     return true;
   }
 
+  const policy::rule& ru = cmd ? pol.rule_for(*cmd) : pol.unknown_rule();
+  // Held again (never shown) if the server says -LOADING: what the policy queues, and
+  // what is loading-safe (it was only forwarded because it could be).
+  e.retry = ru.act == policy::action::queue || (ru.loading_safe && !ru.overridden);
+  e.timeout_ms = ru.timeout_ms;
+
   const routing::route r = router_->decide(cmd, args, keys_);
   if (r.kind == routing::route_kind::crossslot) {
     answer_local(e, err::crossslot);
@@ -357,9 +363,6 @@ bool session_core::dispatch(entry& e, const routing::arg_source& args) {
     hold(e, hold_reason::fence);
     return false;
   }
-  const policy::rule& ru = cmd ? pol.rule_for(*cmd) : pol.unknown_rule();
-  e.retry = ru.act == policy::action::queue && !ru.loading_safe;
-  e.timeout_ms = ru.timeout_ms;
   if (v.state == backend_state::ready) {
     send(e, b, args);
     env_.count(b, counter::forwarded);

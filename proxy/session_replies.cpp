@@ -52,7 +52,8 @@ void session_core::on_link_connected(size_t b) {
   l.state = link::conn::open;
   l.framer.reset();
   l.rstart = l.rend = 0;
-  l.server_multi = false;
+  // server_multi stays: it describes what is queued on this link (a MULTI may be the
+  // command that opened it); a failed link has already cleared it.
   // The connection's state goes first, before anything the client sent: AUTH, HELLO,
   // SELECT, CLIENT SETNAME, each answered to the proxy alone.
   const std::string* pieces[] = {&replay_setname_, &replay_select_, &replay_hello_,
@@ -87,20 +88,14 @@ void session_core::on_link_failed(size_t b, bool was_open) {
     if (it.seq < head_seq_) continue;
     entry& e = at(it.seq);
     if (it.what == detail::item_part) {
-      if (e.retry) {
-        retry_part(e, it.part, b);
-      } else {
-        on_part_reply(e, it.part, err::backend_unreachable);
-      }
+      retry_part(e, it.part, b);
       continue;
     }
     if (e.state != entry_state::sent) continue;
+    // Never sent: it waits like any command for a backend that is down, and is decided
+    // again (under the policy then in force) when the backend is back.
     if (e.tx >= 0) txs_[static_cast<size_t>(e.tx)].multi_sent = false;
-    if (e.retry) {
-      hold_for_loading(e, b, e.timeout_ms);
-    } else {
-      deliver(e, err::backend_unreachable);
-    }
+    hold_for_loading(e, b, e.timeout_ms);
   }
   after_completion();
 }

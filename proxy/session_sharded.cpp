@@ -104,7 +104,7 @@ bool session_core::dispatch_sharded(entry& e, const routing::arg_source& args,
   m.loading_safe = ru.loading_safe && !ru.overridden;
   m.overridden = ru.overridden;
   e.kind = reply_kind::merge;
-  e.retry = ru.act == policy::action::queue && !m.loading_safe;
+  e.retry = ru.act == policy::action::queue || m.loading_safe;
   e.timeout_ms = ru.timeout_ms;
   if (args.argc() >= 2 && k == command_kind::ping) {
     m.ping_message.assign(args.arg(1));

@@ -148,3 +148,18 @@ TEST_CASE("endpoints and slot lists") {
   CHECK_FALSE(parse_slot_ranges("0-16384", &why));
   CHECK_FALSE(parse_slot_ranges("a-b", &why));
 }
+
+TEST_CASE("non-ASCII outside comments is refused before toml++ sees it (fuzzer findings)") {
+  // These inputs made toml++ 3.3 reach TOML_UNREACHABLE (undefined behaviour).
+  const load_result r = load("[[backebackend]]\naddress \xc9\x91" "d]]\naddress = \"x}\n");
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error.rfind("test.toml:2:9: non-ASCII character outside a comment", 0) == 0);
+  const load_result r2 = load("min = -\"127.0.0tr%c\xcf\x9d" "a\n");
+  REQUIRE_FALSE(r2.ok());
+  CHECK(r2.error.rfind("test.toml:1:20: non-ASCII", 0) == 0);
+  // In comments it is fine.
+  const load_result ok = load("# caf\xc3\xa9\n[[backend]]\nname = \"cafe\" # \xc3\xa9\n"
+                              "address = '127.0.0.1:6379'\n");
+  CHECK_MESSAGE(ok.ok(), ok.error);
+  CHECK(ok.cfg.backends[0].name == "cafe");
+}

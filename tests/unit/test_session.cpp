@@ -426,3 +426,30 @@ TEST_CASE("an idle session gives its buffers back and works again afterwards") {
   f.reply("$-1\r\n");
   CHECK(f.output() == "$-1\r\n");
 }
+
+TEST_CASE("the backend lost inside MULTI: the rest of the block never runs on its own") {
+  session_fixture f;
+  f.client(cmd({"MULTI"}) + cmd({"SET", "a", "1"}));
+  f.written();
+  f.reply("+OK\r\n+QUEUED\r\n");
+  CHECK(f.output() == "+OK\r\n+QUEUED\r\n");
+  f.core.on_link_failed(0, true);
+  f.client(cmd({"INCR", "b"}) + cmd({"EXEC"}) + cmd({"PING"}));
+  const std::string out = f.output();
+  CHECK(out.find("-ERR respfence: connection to the backend was lost") == 0);
+  CHECK(out.find("-EXECABORT Transaction discarded because of previous errors.\r\n") != std::string::npos);
+  CHECK(f.written() == cmd({"PING"}));
+}
+
+TEST_CASE("a loading-safe command whose connect failed waits too, instead of failing") {
+  session_fixture f;
+  f.client(cmd({"MULTI"}) + cmd({"SET", "a", "1"}) + cmd({"EXEC"}));
+  f.core.on_link_connecting(0);
+  f.core.on_link_failed(0, false);
+  CHECK(f.output().empty());
+  CHECK(f.core.held_count() == 3);
+  f.set_state(backend_state::ready);
+  CHECK(f.written() == cmd({"MULTI"}) + cmd({"SET", "a", "1"}) + cmd({"EXEC"}));
+  f.reply("+OK\r\n+QUEUED\r\n*1\r\n+OK\r\n");
+  CHECK(f.output() == "+OK\r\n+QUEUED\r\n*1\r\n+OK\r\n");
+}

@@ -1,0 +1,216 @@
+"""Issue 8: faults against real servers. In every case a witness client keeps checking
+that the replies it gets are its own, in order; and the proxy's memory returns to where
+it was."""
+
+import signal
+import socket
+import threading
+import time
+import unittest
+
+from harness import Error, RawConn, TestCase, encode, rss_kb, wait_until
+
+LOADING = "LOADING Redis is loading the dataset in memory"
+
+
+class Witness:
+    """A client that pipelines SET/GET of its own keys and checks every answer: a wrong
+    value or an answer out of order is a failure; an error is allowed only while
+    `errors_allowed` is set."""
+
+    def __init__(self, port):
+        self.port = port
+        self.stop = threading.Event()
+        self.errors_allowed = threading.Event()
+        self.bad = []
+        self.rounds = 0
+        self.errors = 0
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    def run(self):
+        n = 0
+        conn = None
+        while not self.stop.is_set():
+            try:
+                if conn is None:
+                    conn = RawConn(self.port, timeout=30)
+                batch = list(range(n, n + 20))
+                conn.send(b"".join(encode("SET", "w:%d" % i, "v%d" % i) + encode("GET", "w:%d" % i)
+                                   for i in batch))
+                for i in batch:
+                    a, b = conn.reply(), conn.reply()
+                    if isinstance(a, Error) or isinstance(b, Error):
+                        self.errors += 1
+                        if not self.errors_allowed.is_set():
+                            self.bad.append((i, a, b))
+                        continue
+                    if a != "OK" or b != b"v%d" % i:
+                        self.bad.append((i, a, b))
+                n += 20
+                self.rounds += 1
+            except (ConnectionError, OSError) as e:
+                if not self.errors_allowed.is_set():
+                    self.bad.append(("connection", repr(e)))
+                conn = None
+                time.sleep(0.05)
+
+    def finish(self, case):
+        self.stop.set()
+        self.t.join(30)
+        case.assertEqual(self.bad, [], "the witness saw wrong or misordered replies")
+        case.assertGreater(self.rounds, 5)
+
+
+class Faults(TestCase):
+    FAST = "interval_ms = 100\nloading_interval_ms = 50\ntimeout_ms = 300"
+
+    def test_backend_killed_mid_multi_and_mid_blpop(self):
+        r = self.redis()
+        p = self.proxy(r, health=self.FAST)
+        w = Witness(p.port)
+        w.errors_allowed.set()  # the witness shares the dying backend
+        tx = p.raw(timeout=30)
+        self.assertEqual(tx.cmd("MULTI"), "OK")
+        self.assertEqual(tx.cmd("SET", "a", "1"), "QUEUED")
+        blocked = p.raw(timeout=30)
+        blocked.send(encode("BLPOP", "nothing", "0"))
+        time.sleep(0.3)
+        r.kill9()
+        reply = blocked.reply()
+        self.assertIsInstance(reply, Error)
+        self.assertIn("connection to the backend was lost", reply)
+        r.start()
+        p.wait_state("ready")
+        # The transaction died with the server: the rest of it must not run on its own.
+        self.assertIsInstance(tx.cmd("INCR", "b"), Error)
+        self.assertTrue(tx.cmd("EXEC").startswith("EXECABORT"))
+        self.assertIsNone(r.client().get("b"))
+        self.assertEqual(tx.cmd("PING"), "PONG")
+        self.assertEqual(blocked.cmd("PING"), "PONG")
+        w.errors_allowed.clear()
+        time.sleep(0.5)
+        w.finish(self)
+
+    def test_restart_into_loading_with_full_queues(self):
+        r = self.redis()
+        r.make_dataset(30000, {"n": "0"})
+        p = self.proxy(r, health=self.FAST, policy="queue_max = 40")
+        r.restart_loading()
+        p.wait_state("loading")
+        results = []
+        lock = threading.Lock()
+
+        def one():
+            c = p.raw(timeout=60)
+            got = c.cmd("INCR", "n")
+            with lock:
+                results.append(got)
+        threads = [threading.Thread(target=one) for _ in range(100)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        ok = sorted(x for x in results if isinstance(x, int))
+        refused = [x for x in results if isinstance(x, Error)]
+        self.assertEqual(len(ok) + len(refused), 100)
+        self.assertLessEqual(len(ok), 40)
+        self.assertGreater(len(ok), 0)
+        self.assertTrue(all(x == Error(LOADING) for x in refused))
+        self.assertEqual(ok, list(range(1, len(ok) + 1)))  # each ran once
+        self.assertEqual(p.backend_status()["queued"], 0)
+        w = Witness(p.port)
+        time.sleep(0.5)
+        w.finish(self)
+
+    def test_backend_stops_answering(self):
+        r = self.redis()
+        p = self.proxy(r, health=self.FAST)
+        conn = p.raw(timeout=30)
+        self.assertEqual(conn.cmd("SET", "k", "v"), "OK")
+        r.stop_sig = None
+        r.proc.send_signal(signal.SIGSTOP)
+        try:
+            p.wait_state("down", timeout=5)  # the probe timed out
+            self.assertEqual(p.http("/readyz")[0], 503)
+            t0 = time.monotonic()
+            conn.send(encode("GET", "k"))
+            time.sleep(1.0)
+        finally:
+            r.proc.send_signal(signal.SIGCONT)
+        self.assertEqual(conn.reply(), b"v")
+        self.assertGreater(time.monotonic() - t0, 0.9)
+        p.wait_state("ready")
+        w = Witness(p.port)
+        time.sleep(0.5)
+        w.finish(self)
+
+    def test_client_gone_with_queued_commands_never_reaches_the_backend(self):
+        r = self.redis()
+        r.make_dataset(30000)
+        p = self.proxy(r, health=self.FAST)
+        r.restart_loading()
+        p.wait_state("loading")
+        conns = [p.raw() for _ in range(10)]
+        for c in conns:
+            c.send(b"".join(encode("INCR", "gone") for _ in range(50)))
+        wait_until(lambda: p.backend_status()["queued"] == 10, 5, what="10 queued")
+        for c in conns:
+            c.close()
+        wait_until(lambda: p.backend_status()["queued"] == 0, 5, what="queue freed")
+        r.wait_loaded()
+        p.wait_state("ready")
+        time.sleep(0.3)
+        self.assertIsNone(r.client().get("gone"))
+        self.assertEqual(r.commandstat_calls("incr"), 0)
+
+    def test_many_clients_connect_and_disconnect(self):
+        r = self.redis()
+        p = self.proxy(r)
+        w = Witness(p.port)
+        time.sleep(0.3)
+        base = rss_kb(p.pid)
+        for rnd in range(5):
+            socks = []
+            for i in range(200):
+                s = socket.create_connection(("127.0.0.1", p.port))
+                if i % 2:
+                    s.sendall(encode("SET", "c:%d" % i, "x") + encode("GET", "c:%d" % i))
+                socks.append(s)
+            for s in socks:
+                s.close()
+        wait_until(lambda: p.status()["clients"] <= 2, 10, what="connections to close")
+        time.sleep(2.5)  # idle buffers go back at the next sweeps
+        grown = rss_kb(p.pid) - base
+        self.assertLess(grown, 20 * 1024, "RSS grew by %d kB after 1000 clients came and went" % grown)
+        w.finish(self)
+
+    def test_500mb_bulk_string(self):
+        r = self.redis(args=["--client-query-buffer-limit", "1gb"])
+        p = self.proxy(r)
+        w = Witness(p.port)
+        time.sleep(0.3)
+        base = rss_kb(p.pid)
+        size = 500 * 1024 * 1024
+        big = RawConn(p.port, timeout=120)
+        header = b"*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n$%d\r\n" % size
+        big.send(header)
+        chunk = b"z" * (4 << 20)
+        sent = 0
+        while sent < size:
+            n = min(len(chunk), size - sent)
+            big.send(chunk[:n])
+            sent += n
+        big.send(b"\r\n")
+        self.assertEqual(big.reply(), "OK")
+        self.assertEqual(r.client().strlen("big"), size)
+        big.close()
+        r.client().delete("big")
+        time.sleep(2.5)
+        grown = rss_kb(p.pid) - base
+        self.assertLess(grown, 64 * 1024, "RSS still %d kB above baseline" % grown)
+        w.finish(self)
+
+
+if __name__ == "__main__":
+    unittest.main()
