@@ -111,8 +111,14 @@ const char* to_string(routing_mode m) {
       return "single";
     case routing_mode::slots:
       return "slots";
+    case routing_mode::cluster:
+      return "cluster";
   }
   return "?";
+}
+
+const char* to_string(read_from r) {
+  return r == read_from::primary ? "primary" : "replica-preferred";
 }
 
 config default_config(std::string listen, std::string backend) {
@@ -130,6 +136,17 @@ std::string validate(const config& c) {
   if (!parse_endpoint(c.server.listen, &why)) return "server.listen: " + why;
   if (!c.server.admin.empty() && !parse_endpoint(c.server.admin, &why)) {
     return "server.admin: " + why;
+  }
+  if (c.routing.mode == routing_mode::cluster) {
+    if (c.routing.seeds.empty()) return "routing.mode = \"cluster\" needs routing.seeds";
+    if (!c.backends.empty()) {
+      return "routing.mode = \"cluster\" takes its nodes from the cluster: no [[backend]]";
+    }
+    for (const auto& s : c.routing.seeds) {
+      if (!parse_endpoint(s, &why)) return "routing.seeds: '" + s + "': " + why;
+    }
+    if (c.routing.refresh_interval_ms == 0) return "routing.refresh_interval_ms must be > 0";
+    return {};
   }
   if (c.backends.empty()) return "at least one [[backend]] is needed";
   if (c.routing.mode == routing_mode::single && c.backends.size() != 1) {

@@ -51,11 +51,18 @@ struct backend_config {
   std::vector<slot_range> slots;  // routing.mode = "slots"; empty = split evenly
 };
 
-enum class routing_mode : uint8_t { single, slots };
+enum class routing_mode : uint8_t { single, slots, cluster };
 const char* to_string(routing_mode m);
+
+enum class read_from : uint8_t { primary, replica_preferred };
+const char* to_string(read_from r);
 
 struct routing_config {
   routing_mode mode = routing_mode::single;
+  // Cluster mode: nodes to learn the topology from ("host:port"), how often to refresh it.
+  std::vector<std::string> seeds;
+  uint32_t refresh_interval_ms = 1000;
+  read_from reads = read_from::primary;
 };
 
 struct health_config {

@@ -170,7 +170,7 @@ class loader {
         unknown(k, "the top level");
       }
     }
-    if (cfg_.backends.empty() && error_.empty()) {
+    if (cfg_.backends.empty() && error_.empty() && cfg_.routing.mode != routing_mode::cluster) {
       error_ = source_ + ": at least one [[backend]] is needed";
     }
   }
@@ -257,8 +257,35 @@ class loader {
           cfg_.routing.mode = routing_mode::single;
         } else if (m == "slots") {
           cfg_.routing.mode = routing_mode::slots;
+        } else if (m == "cluster") {
+          cfg_.routing.mode = routing_mode::cluster;
         } else {
-          fail(v.source(), "routing.mode must be \"single\" or \"slots\"");
+          fail(v.source(), "routing.mode must be \"single\", \"slots\" or \"cluster\"");
+        }
+      } else if (k == "seeds") {
+        const toml::array* arr = v.as_array();
+        if (arr == nullptr) {
+          fail(v.source(), "routing.seeds must be an array of \"host:port\" strings");
+          continue;
+        }
+        for (const auto& e : *arr) {
+          std::string seed;
+          if (get_string(e, seed, "routing.seeds[]")) {
+            check_endpoint(e, seed, "routing.seeds[]", false);
+            cfg_.routing.seeds.push_back(std::move(seed));
+          }
+        }
+      } else if (k == "refresh_interval_ms") {
+        get_uint(v, cfg_.routing.refresh_interval_ms, "routing.refresh_interval_ms", 1);
+      } else if (k == "read_from") {
+        std::string r;
+        if (!get_string(v, r, "routing.read_from")) continue;
+        if (r == "primary") {
+          cfg_.routing.reads = read_from::primary;
+        } else if (r == "replica-preferred") {
+          cfg_.routing.reads = read_from::replica_preferred;
+        } else {
+          fail(v.source(), "routing.read_from must be \"primary\" or \"replica-preferred\"");
         }
       } else {
         unknown(k, "[routing]");

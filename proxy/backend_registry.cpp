@@ -10,11 +10,24 @@ using policy::backend_state;
 backend_registry::backend_registry(const std::vector<policy::backend_config>& backends,
                                    change_fn on_change, learned_fn on_learned)
     : on_change_(std::move(on_change)), on_learned_(std::move(on_learned)) {
-  for (const auto& c : backends) {
-    auto b = std::make_unique<backend>();
-    b->cfg = c;
-    b_.push_back(std::move(b));
+  b_.reserve(max_backends);
+  for (const auto& c : backends) add(c);
+}
+
+size_t backend_registry::add(const policy::backend_config& cfg, bool* added) {
+  std::lock_guard<std::mutex> lock(add_mu_);
+  if (added) *added = false;
+  const size_t n = count_.load(std::memory_order_relaxed);
+  for (size_t i = 0; i < n; ++i) {
+    if (b_[i]->cfg.address == cfg.address) return i;
   }
+  if (n >= max_backends) return SIZE_MAX;
+  auto b = std::make_unique<backend>();
+  b->cfg = cfg;
+  b_.push_back(std::move(b));
+  count_.store(n + 1, std::memory_order_release);
+  if (added) *added = true;
+  return n;
 }
 
 backend_snapshot backend_registry::snapshot_locked(const backend& b) const {
@@ -191,7 +204,7 @@ void backend_registry::wake(size_t i) {
 
 void backend_registry::stop() {
   stopping_.store(true);
-  for (size_t i = 0; i < b_.size(); ++i) wake(i);
+  for (size_t i = 0; i < size(); ++i) wake(i);
 }
 
 }  // namespace respfence::proxy

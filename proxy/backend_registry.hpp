@@ -48,7 +48,13 @@ class backend_registry {
   backend_registry(const std::vector<policy::backend_config>& backends, change_fn on_change,
                    learned_fn on_learned);
 
-  size_t size() const { return b_.size(); }
+  // Backends only ever get added (cluster nodes that appear), never removed: indices stay
+  // valid for the life of the process. Capacity is fixed so that readers on other
+  // threads never see the vector move.
+  static constexpr size_t max_backends = 256;
+  size_t size() const { return count_.load(std::memory_order_acquire); }
+  // Adds a backend (or finds it by address); returns its index, or SIZE_MAX when full.
+  size_t add(const policy::backend_config& cfg, bool* added = nullptr);
   const policy::backend_config& config(size_t b) const { return b_[b]->cfg; }
 
   // Prober events.
@@ -103,6 +109,8 @@ class backend_registry {
   backend_snapshot snapshot_locked(const backend& b) const;
 
   std::vector<std::unique_ptr<backend>> b_;
+  std::atomic<size_t> count_{0};
+  std::mutex add_mu_;
   change_fn on_change_;
   learned_fn on_learned_;
   std::atomic<bool> stopping_{false};

@@ -21,19 +21,10 @@ bool would_block(const asio::error_code& ec) {
 
 }  // namespace
 
-client_session::client_session(worker& w, socket s, std::shared_ptr<const routing::router> router,
-                               session_core::limits lim,
-                               const std::vector<asio::generic::stream_protocol::endpoint>& backends,
+client_session::client_session(worker& w, socket s, session_core::limits lim,
                                uint32_t connect_timeout_ms)
-    : w_(w),
-      sock_(std::move(s)),
-      core_(w, std::move(router), lim),
-      endpoints_(backends),
-      connect_timeout_ms_(connect_timeout_ms) {
+    : w_(w), sock_(std::move(s)), core_(w, lim), connect_timeout_ms_(connect_timeout_ms) {
   core_.set_user(this);
-  for (size_t i = 0; i < core_.link_count(); ++i) {
-    links_.push_back(std::make_unique<link_io>(w.io()));
-  }
   tune(sock_);
 }
 
@@ -48,6 +39,8 @@ void client_session::pump() {
     return;
   }
   in_pump_ = true;
+  // The core opens links as backends appear (cluster mode); the shell follows.
+  while (links_.size() < core_.link_count()) links_.push_back(std::make_unique<link_io>(w_.io()));
   // Each pass moves whatever can move without waiting; stop when nothing did.
   for (int pass = 0; pass < 32 && !closing_; ++pass) {
     pump_again_ = false;
@@ -202,7 +195,7 @@ void client_session::connect_link(size_t b) {
     op_done();
   });
   ++ops_;
-  l.sock.async_connect(endpoints_[b], [this, b](const asio::error_code& ec) {
+  l.sock.async_connect(w_.endpoint(b), [this, b](const asio::error_code& ec) {
     link_io& lk = *links_[b];
     lk.connecting = false;
     lk.timer.cancel();

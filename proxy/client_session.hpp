@@ -27,10 +27,7 @@ class client_session {
  public:
   using socket = asio::generic::stream_protocol::socket;
 
-  client_session(worker& w, socket s, std::shared_ptr<const routing::router> router,
-                 session_core::limits lim,
-                 const std::vector<asio::generic::stream_protocol::endpoint>& backends,
-                 uint32_t connect_timeout_ms);
+  client_session(worker& w, socket s, session_core::limits lim, uint32_t connect_timeout_ms);
   ~client_session();
   client_session(const client_session&) = delete;
   client_session& operator=(const client_session&) = delete;
@@ -73,7 +70,6 @@ class client_session {
   worker& w_;
   socket sock_;
   session_core core_;
-  const std::vector<asio::generic::stream_protocol::endpoint>& endpoints_;
   uint32_t connect_timeout_ms_;
   std::vector<std::unique_ptr<link_io>> links_;
   std::string_view out_;      // client output being written

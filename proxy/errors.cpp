@@ -40,6 +40,40 @@ std::string unknown_subcommand(std::string_view container, std::string_view sub)
   return s;
 }
 
+redirect parse_redirect(std::string_view line) {
+  redirect r;
+  if (line.size() < 2 || line[0] != '-') return r;
+  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.remove_suffix(1);
+  const std::string_view body = line.substr(1);
+  auto starts = [&](std::string_view w) {
+    return body.substr(0, w.size()) == w && (body.size() == w.size() || body[w.size()] == ' ');
+  };
+  if (starts("TRYAGAIN")) {
+    r.kind = redirect_kind::tryagain;
+    return r;
+  }
+  if (starts("CLUSTERDOWN")) {
+    r.kind = redirect_kind::clusterdown;
+    return r;
+  }
+  const bool moved = starts("MOVED");
+  if (!moved && !starts("ASK")) return r;
+  // "MOVED <slot> <host:port>"
+  std::string_view rest = body.substr(moved ? 6 : 4);
+  const size_t sp = rest.find(' ');
+  if (sp == std::string_view::npos || sp == 0 || sp + 1 >= rest.size()) return r;
+  unsigned slot = 0;
+  for (char c : rest.substr(0, sp)) {
+    if (c < '0' || c > '9') return r;
+    slot = slot * 10 + static_cast<unsigned>(c - '0');
+    if (slot > 16383) return r;
+  }
+  r.kind = moved ? redirect_kind::moved : redirect_kind::ask;
+  r.slot = static_cast<uint16_t>(slot);
+  r.target = rest.substr(sp + 1);
+  return r;
+}
+
 bool is_loading_error(std::string_view line) {
   if (line.empty() || (line[0] != '-' && line[0] != '!')) return false;
   auto lower_contains = [&](std::string_view needle) {

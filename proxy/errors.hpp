@@ -68,6 +68,16 @@ inline constexpr std::string_view shutting_down = "-ERR respfence: shutting down
 inline constexpr std::string_view not_supported_sharded =
     "-ERR respfence: this command is not supported with routing.mode = \"slots\"\r\n";
 
+// Cluster redirections and refusals (cluster.c): what a node answers when the slot is
+// elsewhere, moving, or the cluster cannot serve it.
+enum class redirect_kind : uint8_t { none, moved, ask, tryagain, clusterdown };
+struct redirect {
+  redirect_kind kind = redirect_kind::none;
+  uint16_t slot = 0;
+  std::string_view target;  // "host:port" for MOVED and ASK
+};
+redirect parse_redirect(std::string_view line);
+
 // Is this error line a server saying it is loading? Tolerant of the variants: Redis and
 // Valkey "-LOADING ...", "-ERR LOADING ...", and Kvrocks' "restoring" text.
 bool is_loading_error(std::string_view line);

@@ -16,6 +16,7 @@ void merge_state::reset(merge_rule r, uint16_t n) {
   part_backend.assign(n, 0);
   state.assign(n, part_state::pending);
   ping_bare.assign(n, 0);
+  asking.assign(n, 0);
   replies.resize(n);
   for (auto& s : replies) s.clear();
   requests.resize(n);

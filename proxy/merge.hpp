@@ -22,6 +22,7 @@ struct merge_state {
   std::vector<uint16_t> part_backend;  // backend of each part
   std::vector<part_state> state;
   std::vector<uint8_t> ping_bare;      // PING part sent as ECHO for a bare PING
+  std::vector<uint8_t> asking;         // cluster: send ASKING before this part (-ASK)
   std::vector<std::string> replies;    // reply of each part
   std::vector<std::string> requests;   // generated command of each part ("" = the client's bytes)
   // MGET: for each key of the original command, (part, index within that part).

@@ -1,15 +1,10 @@
 #include "proxy/prober.hpp"
 
 #include <hiredis/hiredis.h>
-#include <poll.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <chrono>
 #include <string>
 
-#include "proxy/reply_framer.hpp"
-#include "proxy/resp_value.hpp"
+#include "proxy/hiredis_raw.hpp"
 
 namespace respfence::proxy {
 
@@ -123,41 +118,15 @@ bool prober::probe(std::string& why) {
 }
 
 void prober::learn() {
-  // COMMAND nests deeper than hiredis 0.14 reads (7 levels), so the reply is read raw
-  // and framed by the proxy's own reply framer.
-  if (redisAppendCommand(ctx_, "COMMAND") != REDIS_OK) return;
-  int done = 0;
-  while (!done) {
-    if (redisBufferWrite(ctx_, &done) != REDIS_OK) return;
+  auto v = raw_command(ctx_, {"COMMAND"}, hs_.timeout_ms.load() * 2);
+  if (!v) {
+    // A half-read reply leaves the connection out of step: start a new one.
+    drop();
+    return;
   }
-  std::string buf;
-  reply_framer f;
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::milliseconds(hs_.timeout_ms.load() * 2);
-  char chunk[65536];
-  while (true) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) break;
-    pollfd p{ctx_->fd, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
-    const ssize_t n = ::read(ctx_->fd, chunk, sizeof(chunk));
-    if (n <= 0) break;
-    buf.append(chunk, static_cast<size_t>(n));
-    const frame_status st = f.next(buf);
-    if (st == frame_status::need_more) continue;
-    if (st == frame_status::complete) {
-      if (auto v = parse_resp(std::string_view(buf).substr(0, f.consumed()))) {
-        policy::learned_commands learned;
-        for (const auto& c : v->elems) add_learned(c, learned);
-        if (!learned.entries.empty()) reg_.learned(b_, learned);
-        if (f.consumed() == buf.size()) return;
-      }
-    }
-    break;
-  }
-  // A half-read reply leaves the connection out of step: start a new one.
-  drop();
+  policy::learned_commands learned;
+  for (const auto& c : v->elems) add_learned(c, learned);
+  if (!learned.entries.empty()) reg_.learned(b_, learned);
 }
 
 void prober::run() {

@@ -7,6 +7,7 @@
 
 #include "policy/config_loader.hpp"
 #include "proxy/admin_http.hpp"
+#include "proxy/cluster_topology.hpp"
 #include "proxy/log.hpp"
 #include "proxy/worker.hpp"
 
@@ -34,6 +35,10 @@ std::optional<generic_endpoint> resolve_endpoint(const std::string& s, std::stri
 namespace {
 std::shared_ptr<const routing::router> make_router(const policy::config& c) {
   if (c.routing.mode == policy::routing_mode::single) return routing::router::single();
+  if (c.routing.mode == policy::routing_mode::cluster) {
+    // Until the topology is known every slot goes to the first seed, which redirects.
+    return routing::router::cluster(routing::slot_map(), 1);
+  }
   if (c.backends.front().slots.empty()) {
     return routing::router::slots(routing::slot_map::even(c.backends.size()));
   }
@@ -53,11 +58,20 @@ runtime::runtime(policy::config cfg)
   policy_ = policy::policy_table::build(cfg_.policy);
   router_ = make_router(cfg_);
   health_.set(cfg_.health, cfg_.policy.learn_from_backend);
-  for (const auto& b : cfg_.backends) {
+  if (cfg_.routing.mode == policy::routing_mode::cluster) {
+    // The seeds are the first backends; the topology adds the rest.
+    for (const auto& s : cfg_.routing.seeds) {
+      policy::backend_config b;
+      b.name = s;
+      b.address = s;
+      cfg_.backends.push_back(b);
+    }
+  }
+  endpoints_.resize(backend_registry::max_backends);
+  for (size_t i = 0; i < cfg_.backends.size() && i < endpoints_.size(); ++i) {
     std::string why;
-    auto ep = resolve_endpoint(b.address, &why);
     // validate() has checked the syntax; a name that does not resolve is fatal in run().
-    endpoints_.push_back(ep.value_or(generic_endpoint()));
+    endpoints_[i] = resolve_endpoint(cfg_.backends[i].address, &why).value_or(generic_endpoint());
   }
   registry_ = std::make_unique<backend_registry>(
       cfg_.backends,
@@ -66,16 +80,63 @@ runtime::runtime(policy::config cfg)
   size_t threads = cfg_.server.threads;
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
   for (size_t i = 0; i < threads; ++i) {
-    workers_.push_back(std::make_unique<worker>(*this, i, cfg_.backends.size()));
+    workers_.push_back(std::make_unique<worker>(*this, i));
     workers_.back()->set_output_limit(cfg_.server.client_output_limit);
   }
 }
 
 runtime::~runtime() {
+  if (topology_) topology_->stop();
   registry_->stop();
   for (auto& p : probers_) p->join();
   for (auto& w : workers_) w->stop();
   for (auto& w : workers_) w->join();
+}
+
+std::shared_ptr<const routing::router> runtime::router() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return router_;
+}
+
+size_t runtime::add_backend(const std::string& address) {
+  std::lock_guard<std::mutex> lock(backends_mu_);
+  policy::backend_config cfg;
+  cfg.name = address;
+  cfg.address = address;
+  bool added = false;
+  const size_t b = registry_->add(cfg, &added);
+  if (!added || b == SIZE_MAX) return b;
+  std::string why;
+  endpoints_[b] = resolve_endpoint(address, &why).value_or(generic_endpoint());
+  log::info("backend_added", {{"backend", address}, {"index", b}});
+  if (auto ep = policy::parse_endpoint(address)) {
+    probers_.push_back(std::make_unique<prober>(*registry_, b, *ep, health_));
+    if (running_) probers_.back()->start();
+  }
+  const backend_snapshot snap = registry_->snapshot(b);
+  for (auto& w : workers_) {
+    worker* wp = w.get();
+    asio::post(wp->io(), [wp, b, snap] { wp->set_backend(b, snap); });
+  }
+  return b;
+}
+
+void runtime::publish_cluster_map(routing::slot_map map) {
+  const size_t n = registry_->size();
+  map.set_backends(n);
+  auto r = routing::router::cluster(std::move(map), n);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    router_ = r;
+  }
+  for (auto& w : workers_) {
+    worker* wp = w.get();
+    asio::post(wp->io(), [wp, r] { wp->set_router(r); });
+  }
+}
+
+void runtime::refresh_topology() {
+  if (topology_) topology_->wake();
 }
 
 std::shared_ptr<const policy::policy_table> runtime::current_policy() const {
@@ -142,12 +203,22 @@ int runtime::run() {
       return 2;
     }
   }
-  for (size_t b = 0; b < cfg_.backends.size(); ++b) {
-    auto ep = policy::parse_endpoint(cfg_.backends[b].address);
-    probers_.push_back(std::make_unique<prober>(*registry_, b, *ep, health_));
+  {
+    std::lock_guard<std::mutex> lock(backends_mu_);
+    for (size_t b = 0; b < cfg_.backends.size(); ++b) {
+      auto ep = policy::parse_endpoint(cfg_.backends[b].address);
+      probers_.push_back(std::make_unique<prober>(*registry_, b, *ep, health_));
+    }
+    for (auto& w : workers_) w->start();
+    for (auto& p : probers_) p->start();
+    running_ = true;
   }
-  for (auto& w : workers_) w->start();
-  for (auto& p : probers_) p->start();
+  if (cfg_.routing.mode == policy::routing_mode::cluster) {
+    topology_ = std::make_unique<cluster_topology>(*this, cfg_.routing.seeds,
+                                                   cfg_.routing.refresh_interval_ms,
+                                                   cfg_.health.timeout_ms);
+    topology_->start();
+  }
   signals_.add(SIGTERM);
   signals_.add(SIGINT);
   signals_.add(SIGHUP);
@@ -161,6 +232,7 @@ int runtime::run() {
                         {"mode", policy::to_string(cfg_.routing.mode)},
                         {"config", cfg_.source.empty() ? "(command line)" : cfg_.source}});
   control_.run();
+  if (topology_) topology_->stop();
   registry_->stop();
   for (auto& p : probers_) p->join();
   for (auto& w : workers_) w->stop();

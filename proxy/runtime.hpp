@@ -23,6 +23,7 @@ namespace respfence::proxy {
 
 class worker;
 class admin_server;
+class cluster_topology;
 
 inline constexpr const char* k_version = "0.1.0";
 
@@ -42,10 +43,13 @@ class runtime {
   size_t worker_count() const { return workers_.size(); }
   uint64_t next_fence_id() { return fence_ids_.fetch_add(1) + 1; }
   std::shared_ptr<const policy::policy_table> current_policy() const;
-  std::shared_ptr<const routing::router> router() const { return router_; }
-  const std::vector<asio::generic::stream_protocol::endpoint>& backend_endpoints() const {
-    return endpoints_;
-  }
+  std::shared_ptr<const routing::router> router() const;
+  const asio::generic::stream_protocol::endpoint& endpoint(size_t b) const { return endpoints_[b]; }
+  // A backend by address, added (with its prober) if new: cluster nodes. Any thread.
+  size_t add_backend(const std::string& address);
+  // Cluster mode: a new slot map from the topology; a -MOVED asking for a refresh.
+  void publish_cluster_map(routing::slot_map map);
+  void refresh_topology();
   uint32_t connect_timeout_ms() const { return health_.timeout_ms.load(); }
   void worker_idle(size_t i);
 
@@ -70,7 +74,11 @@ class runtime {
   std::shared_ptr<const policy::policy_table> policy_;
   std::optional<policy::learned_commands> learned_;
   std::shared_ptr<const routing::router> router_;
+  // Fixed capacity (backend_registry::max_backends): entries never move.
   std::vector<asio::generic::stream_protocol::endpoint> endpoints_;
+  std::mutex backends_mu_;  // add_backend: registry, endpoints_, probers_
+  bool running_ = false;
+  std::unique_ptr<cluster_topology> topology_;
   health_settings health_;
   std::unique_ptr<backend_registry> registry_;
   std::vector<std::unique_ptr<worker>> workers_;

@@ -61,6 +61,8 @@ const char* to_string(hold_reason r) {
       return "flush";
     case hold_reason::barrier:
       return "barrier";
+    case hold_reason::retry:
+      return "retry";
   }
   return "?";
 }
@@ -133,10 +135,8 @@ const policy::command_entry* lookup(const policy::policy_table& pol,
 using detail::framed_args;
 using detail::is_subscribe_kind;
 
-session_core::session_core(session_env& env, std::shared_ptr<const routing::router> router,
-                           limits lim)
-    : env_(env), router_(std::move(router)), lim_(lim) {
-  links_.resize(router_->backends());
+session_core::session_core(session_env& env, limits lim) : env_(env), lim_(lim) {
+  links_.resize(rt().backends());
 }
 
 session_core::~session_core() { on_client_closed(); }
@@ -333,12 +333,19 @@ bool session_core::dispatch(entry& e, const routing::arg_source& args) {
   e.retry = ru.act == policy::action::queue || (ru.loading_safe && !ru.overridden);
   e.timeout_ms = ru.timeout_ms;
 
-  const routing::route r = router_->decide(cmd, args, keys_);
+  const routing::router& router = rt();
+  if (links_.size() < router.backends()) links_.resize(router.backends());
+  const routing::route r = router.decide(cmd, args, keys_);
   if (r.kind == routing::route_kind::crossslot) {
     answer_local(e, err::crossslot);
     return true;
   }
-  const size_t b = r.backend;
+  size_t b = r.backend;
+  if (e.force_backend >= 0 && r.kind == routing::route_kind::backend) {
+    // Cluster: where -MOVED or -ASK said the key is, whatever the map says yet.
+    b = static_cast<size_t>(e.force_backend);
+    if (links_.size() <= b) links_.resize(b + 1);
+  }
   e.backend = static_cast<uint16_t>(b);
 
   if (tx_open_ || k == command_kind::multi) return dispatch_tx(e, args, cmd, r);
@@ -349,7 +356,7 @@ bool session_core::dispatch(entry& e, const routing::arg_source& args) {
   if (r.kind != routing::route_kind::backend) return dispatch_sharded(e, args, cmd, r);
   // Pub/sub confirmations come as a stream on one link: in slots mode, with replies
   // due from other links, such a command waits until it is the oldest unanswered one.
-  if (router_->sharded() && e.seq != head_seq_ && is_subscribe_kind(k)) {
+  if (router.sharded() && e.seq != head_seq_ && is_subscribe_kind(k)) {
     hold(e, hold_reason::barrier);
     return false;
   }
@@ -449,12 +456,17 @@ void session_core::resume() {
     // A flush waits for its fence; what came after it waits for the flush.
     if (e.hold == hold_reason::flush) break;
     if (e.hold == hold_reason::barrier && e.seq != head_seq_) break;
+    if (e.hold == hold_reason::retry) break;  // tick() releases it when it is due
     --held_;
     e.hold = hold_reason::none;
     release_admission(e);
     const uint64_t seq = e.seq;
     bool decided = false;
     if (e.tx >= 0) {
+      if (e.force_backend >= 0) {
+        e.backend = static_cast<uint16_t>(e.force_backend);
+        e.force_backend = -1;
+      }
       decided = exec_held_tx(e, e.backend);
     } else if (e.merge >= 0) {
       decided = send_parts(e);
@@ -482,6 +494,11 @@ void session_core::tick(int64_t now_ms) {
   bool expired = false;
   for (size_t i = 0; i < pipe_.size(); ++i) {
     entry& e = pipe_[i];
+    if (e.state == entry_state::held && e.hold == hold_reason::retry && e.deadline <= now_ms) {
+      e.hold = hold_reason::order;  // due: decided again, in its turn
+      expired = true;
+      continue;
+    }
     if (e.state != entry_state::held || e.hold != hold_reason::loading || e.deadline > now_ms) {
       continue;
     }
@@ -556,6 +573,12 @@ void session_core::send(entry& e, size_t b, const routing::arg_source& args) {
   e.exempt = (e.cflags & policy::flag_blocking) != 0 || kind == reply_kind::subscribe ||
              k == command_kind::monitor || monitor_;
   link& l = ensure_link(b);
+  if (e.asking) {
+    // -ASK: this one command goes to the importing node, announced by ASKING.
+    send_gen(b, "*1\r\n$6\r\nASKING\r\n", detail::item_swallow, e.seq);
+    e.asking = false;
+  }
+  e.force_backend = -1;
   append_in(l, e.req_off, e.req_len);
   e.state = entry_state::sent;
   e.backend = static_cast<uint16_t>(b);

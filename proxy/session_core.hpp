@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <cstddef>
 #include <climits>
+#include <deque>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -51,7 +52,7 @@ enum class reply_kind : uint8_t {
 };
 const char* to_string(reply_kind k);
 
-enum class hold_reason : uint8_t { none, order, loading, fence, flush, barrier };
+enum class hold_reason : uint8_t { none, order, loading, fence, flush, barrier, retry };
 const char* to_string(hold_reason r);
 
 class session_core {
@@ -61,7 +62,7 @@ class session_core {
     size_t input_window = 64u << 20;  // stop reading the client past this much unanswered input
   };
 
-  session_core(session_env& env, std::shared_ptr<const routing::router> router, limits lim);
+  session_core(session_env& env, limits lim);
   ~session_core();
   session_core(const session_core&) = delete;
   session_core& operator=(const session_core&) = delete;
@@ -147,6 +148,10 @@ class session_core {
     size_t rep_len = 0;
     int32_t merge = -1;        // index into merges_
     int32_t tx = -1;           // index into txs_
+    int32_t force_backend = -1;  // cluster: a node named by -MOVED/-ASK, used once
+    bool asking = false;         // cluster: send ASKING first (-ASK)
+    bool saw_redirect = false;   // tx_exec: a part was redirected; the block goes again
+    uint8_t redirects = 0;       // cluster: bounded
   };
 
   struct seg {
@@ -189,6 +194,7 @@ class session_core {
     policy::action act = policy::action::forward;  // while the backend is not ready
     uint32_t timeout_ms = UINT32_MAX;
     int32_t backend = -1;    // slots mode: the backend its keys live on
+    int32_t slot = -1;       // cluster mode: the slot its keys live in
     bool crossslot = false;  // slots mode: its keys live on several backends
   };
 
@@ -241,13 +247,17 @@ class session_core {
   void check_fence_drained();
   bool output_over_limit() const;
   void on_subscribe_confirmation(std::string_view reply, const reply_info& info);
+  // Cluster mode: -MOVED, -ASK, -TRYAGAIN, -CLUSTERDOWN. True if handled (the reply is
+  // then the proxy's, never the client's).
+  bool redirected(size_t b, const inflight_item& it, std::string_view line);
+  void hold_retry(entry& e);
   void record_state(const entry& e, std::string_view reply);
 
   entry& at(uint64_t seq) { return pipe_[seq - head_seq_]; }
+  const routing::router& rt() const { return env_.router(); }
   link& ensure_link(size_t b);
 
   session_env& env_;
-  std::shared_ptr<const routing::router> router_;
   limits lim_;
 
   // Client input: [0, in_len_) holds bytes; requests before parse_pos_ are framed.
@@ -267,7 +277,7 @@ class session_core {
   size_t held_ = 0;
   bool watching_ = false;
 
-  std::vector<link> links_;
+  std::deque<link> links_;  // grows as backends appear; references stay valid
   size_t in_pins_ = 0;  // links whose write in progress points into in_
 
   std::string out_;      // replies ready for the client, in order

@@ -12,6 +12,7 @@
 
 #include "policy/backend_state.hpp"
 #include "policy/loading_policy.hpp"
+#include "routing/router.hpp"
 
 namespace respfence::proxy {
 
@@ -35,6 +36,8 @@ class session_env {
 
   virtual const backend_view& view(size_t backend) const = 0;
   virtual const policy::policy_table& policy() const = 0;
+  // The current routing (slots mode: fixed; cluster mode: replaced when the topology changes).
+  virtual const routing::router& router() const = 0;
   virtual int64_t now_ms() const = 0;
 
   // Global queue bounds (queue_max, queue_max_bytes), over all clients and threads.
@@ -44,6 +47,11 @@ class session_env {
   // lifts, and tick() regularly so that deadlines pass.
   virtual void watch(session_core* s) = 0;
   virtual void unwatch(session_core* s) = 0;
+
+  // Cluster mode: the backend at "host:port" (a node named by -MOVED/-ASK), added if the
+  // proxy did not know it; SIZE_MAX if it cannot be. And: the topology looks stale.
+  virtual size_t backend_for(std::string_view host_port) = 0;
+  virtual void topology_changed() = 0;
 
   // A reply said -LOADING, or a connection to the backend could not be made.
   virtual void report_loading(size_t backend, std::string_view error_line) = 0;

@@ -28,7 +28,9 @@ int32_t session_core::new_merge() {
 bool session_core::dispatch_sharded(entry& e, const routing::arg_source& args,
                                     const policy::command_entry* cmd, routing::route r) {
   const command_kind k = e.ckind;
-  const size_t shards = router_->backends();
+  const routing::router& router = rt();
+  const std::vector<uint16_t>& primaries = router.primaries();
+  const size_t shards = primaries.size();
   const policy::policy_table& pol = env_.policy();
   const policy::rule& ru = cmd ? pol.rule_for(*cmd) : pol.unknown_rule();
 
@@ -38,7 +40,7 @@ bool session_core::dispatch_sharded(entry& e, const routing::arg_source& args,
       // Not a cursor the proxy made: the first backend answers the error.
       e.retry = ru.act == policy::action::queue;
       e.timeout_ms = ru.timeout_ms;
-      send(e, 0, args);
+      send(e, primaries.front(), args);
       return true;
     }
     e.merge = new_merge();
@@ -46,23 +48,22 @@ bool session_core::dispatch_sharded(entry& e, const routing::arg_source& args,
     m.reset(merge_rule::scan, 1);
     m.shards = static_cast<uint16_t>(shards);
     m.scan_shard = c.shard;
-    m.part_backend[0] = c.shard;
+    m.part_backend[0] = primaries[c.shard];
     auto w = write_to(m.requests[0]);
     w.array(static_cast<int64_t>(args.argc())).bulk(args.arg(0)).bulk(std::to_string(c.backend_cursor));
     for (size_t i = 2; i < args.argc(); ++i) w.bulk(args.arg(i));
   } else if (r.kind == routing::route_kind::fanout) {
     if ((k == command_kind::flushall || k == command_kind::flushdb) && !e.fence_passed) {
-      std::vector<size_t> all(shards);
-      for (size_t b = 0; b < shards; ++b) all[b] = b;
+      const std::vector<size_t> all(primaries.begin(), primaries.end());
       if (!start_flush(e, all)) return false;
     }
     e.merge = new_merge();
     merge_state& m = merges_[static_cast<size_t>(e.merge)];
     m.reset(routing::merge_rule_for(k), static_cast<uint16_t>(shards));
     m.shards = static_cast<uint16_t>(shards);
-    for (size_t b = 0; b < shards; ++b) {
-      m.part_backend[b] = static_cast<uint16_t>(b);
-      m.names.push_back(env_.view(b).name);
+    for (size_t i = 0; i < shards; ++i) {
+      m.part_backend[i] = primaries[i];
+      m.names.push_back(env_.view(primaries[i]).name);
     }
   } else {
     // Split: one part per backend, in the order the backends first appear.
@@ -71,16 +72,16 @@ bool session_core::dispatch_sharded(entry& e, const routing::arg_source& args,
     m.reset(routing::merge_rule_for(k), 0);
     m.shards = static_cast<uint16_t>(shards);
     const size_t step = k == command_kind::mset ? 2 : 1;
-    std::vector<int32_t> part_of(shards, -1);
+    std::vector<uint32_t> group;  // per part: its backend (slots) or slot (cluster)
     std::vector<std::vector<size_t>> keys_of;
     for (size_t i : keys_) {
-      const uint16_t owner = router_->owner_of(args.arg(i));
-      if (part_of[owner] < 0) {
-        part_of[owner] = static_cast<int32_t>(m.part_backend.size());
-        m.part_backend.push_back(owner);
+      const uint32_t g = router.group_of(args.arg(i));
+      size_t p = std::find(group.begin(), group.end(), g) - group.begin();
+      if (p == group.size()) {
+        group.push_back(g);
+        m.part_backend.push_back(router.owner_of(args.arg(i)));
         keys_of.emplace_back();
       }
-      const auto p = static_cast<uint16_t>(part_of[owner]);
       m.order.emplace_back(p, static_cast<uint32_t>(keys_of[p].size()));
       keys_of[p].push_back(i);
     }
@@ -88,6 +89,7 @@ bool session_core::dispatch_sharded(entry& e, const routing::arg_source& args,
     m.parts = parts;
     m.state.assign(parts, part_state::pending);
     m.ping_bare.assign(parts, 0);
+    m.asking.assign(parts, 0);
     m.replies.assign(parts, std::string());
     m.requests.assign(parts, std::string());
     for (uint16_t p = 0; p < parts; ++p) {
@@ -149,6 +151,11 @@ bool session_core::send_parts(entry& e) {
     const size_t t = m.part_backend[p];
     const backend_view& v = env_.view(t);
     link& l = ensure_link(t);
+    if (m.asking[p]) {
+      // -ASK: this part goes to the importing node, announced by ASKING right before it.
+      send_gen(t, "*1\r\n$6\r\nASKING\r\n", detail::item_swallow, e.seq);
+      m.asking[p] = 0;
+    }
     if (is_ping && v.state == backend_state::loading && pol.config().ping_rewrite &&
         !m.overridden) {
       const bool bare = !m.has_message;

@@ -38,6 +38,7 @@ void session_core::free_tx(int32_t i) {
   t.exec_len = 0;
   t.multi_sent = false;
   t.backend = -1;
+  t.slot = -1;
   t.crossslot = false;
   t.act = policy::action::forward;
   t.timeout_ms = UINT32_MAX;
@@ -77,7 +78,7 @@ bool session_core::dispatch_tx(entry& e, const routing::arg_source& args,
     tx_aborted_ = false;
     const backend_view& v = env_.view(b);
     const bool fenced = v.fence_level > 0 && e.seq >= fence_mark_;
-    if (router_->sharded() || v.state != backend_state::ready || fenced) {
+    if (rt().sharded() || v.state != backend_state::ready || fenced) {
       tx_deferred_ = true;
       tx_cur_ = new_tx();
       answer_local(e, rep::ok);
@@ -198,7 +199,7 @@ bool session_core::dispatch_tx(entry& e, const routing::arg_source& args,
     }
     case command_kind::exec: {
       tx_block& t = txs_[static_cast<size_t>(tx_cur_)];
-      if (router_->sharded()) {
+      if (rt().sharded()) {
         // The block runs where its keys are (and where WATCH looked), on one backend.
         const bool split = t.crossslot ||
                            (t.backend >= 0 && watch_backend_ >= 0 && t.backend != watch_backend_);
@@ -208,7 +209,9 @@ bool session_core::dispatch_tx(entry& e, const routing::arg_source& args,
           answer_local(e, err::crossslot);
           return true;
         }
-        b = static_cast<size_t>(t.backend >= 0 ? t.backend : std::max(watch_backend_, 0));
+        b = t.backend >= 0      ? static_cast<size_t>(t.backend)
+            : watch_backend_ >= 0 ? static_cast<size_t>(watch_backend_)
+                                  : rt().primaries().front();
       }
       if (tx_dirty_) {
         if (t.multi_sent) {
@@ -240,7 +243,7 @@ bool session_core::dispatch_tx(entry& e, const routing::arg_source& args,
 bool session_core::defer_command(entry& e, const routing::arg_source& args,
                                  const policy::command_entry* cmd, routing::route r) {
   tx_block& t = txs_[static_cast<size_t>(tx_cur_)];
-  if (router_->sharded()) {
+  if (rt().sharded()) {
     if (r.kind == routing::route_kind::split || r.kind == routing::route_kind::crossslot) {
       t.crossslot = true;
     } else if (r.kind == routing::route_kind::backend && !keys_.empty()) {
@@ -248,6 +251,15 @@ bool session_core::defer_command(entry& e, const routing::arg_source& args,
         t.backend = r.backend;
       } else if (t.backend != r.backend) {
         t.crossslot = true;
+      }
+      if (rt().cluster()) {
+        // A cluster node runs a transaction only if all of its keys share a slot.
+        const int32_t s = routing::key_slot(args.arg(keys_[0]));
+        if (t.slot < 0) {
+          t.slot = s;
+        } else if (t.slot != s) {
+          t.crossslot = true;
+        }
       }
     }
   }

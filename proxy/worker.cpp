@@ -13,19 +13,47 @@ namespace {
 constexpr auto k_tick = std::chrono::milliseconds(10);
 }
 
-worker::worker(runtime& rt, size_t index, size_t backends)
+worker::worker(runtime& rt, size_t index)
     : rt_(rt),
       index_(index),
       guard_(asio::make_work_guard(io_)),
       ticker_(io_),
-      views_(backends),
       policy_(rt.current_policy()),
-      stats_(backends) {
-  for (size_t b = 0; b < backends; ++b) {
-    views_[b].name = rt.registry().config(b).name;
-    set_backend(b, rt.registry().snapshot(b));
+      router_(rt.router()),
+      stats_(backend_registry::max_backends) {
+  for (size_t b = 0; b < rt.registry().size(); ++b) ensure_view(b);
+}
+
+void worker::ensure_view(size_t b) {
+  while (views_.size() <= b) {
+    const size_t i = views_.size();
+    views_.emplace_back();
+    views_[i].name = rt_.registry().config(i).name;
+    const backend_snapshot s = rt_.registry().snapshot(i);
+    views_[i].state = s.state;
+    views_[i].echo_loading_safe = s.echo_loading_safe;
+    if (!s.loading_error.empty()) views_[i].loading_error = s.loading_error;
   }
 }
+
+const asio::generic::stream_protocol::endpoint& worker::endpoint(size_t b) const {
+  return rt_.endpoint(b);
+}
+
+void worker::set_router(std::shared_ptr<const routing::router> r) {
+  if (r->backends() > 0) ensure_view(r->backends() - 1);
+  router_ = std::move(r);
+  // Held commands are routed again with the new map.
+  resume_watchers();
+}
+
+size_t worker::backend_for(std::string_view host_port) {
+  const size_t b = rt_.add_backend(std::string(host_port));
+  if (b != SIZE_MAX) ensure_view(b);
+  return b;
+}
+
+void worker::topology_changed() { rt_.refresh_topology(); }
 
 worker::~worker() { join(); }
 
@@ -79,8 +107,7 @@ void worker::adopt(asio::generic::stream_protocol::socket s) {
   if (shutting_down_) return;
   session_core::limits lim;
   lim.client_output = limits_.client_output;
-  auto sess = std::make_unique<client_session>(*this, std::move(s), rt_.router(), lim,
-                                               rt_.backend_endpoints(), rt_.connect_timeout_ms());
+  auto sess = std::make_unique<client_session>(*this, std::move(s), lim, rt_.connect_timeout_ms());
   client_session* raw = sess.get();
   raw->slot = sessions_.size();
   sessions_.push_back(std::move(sess));
@@ -105,6 +132,7 @@ void worker::remove(client_session* s) {
 }
 
 void worker::set_backend(size_t b, const backend_snapshot& snap) {
+  ensure_view(b);
   backend_view& v = views_[b];
   const bool changed = v.state != snap.state || v.echo_loading_safe != snap.echo_loading_safe;
   v.state = snap.state;

@@ -27,7 +27,7 @@ inline constexpr std::array<uint64_t, 16> k_latency_buckets_us{
 // Counters written by one worker thread and read by the admin endpoint. Each has one
 // writer, so an increment is a plain load and store, never a locked instruction.
 struct worker_stats {
-  explicit worker_stats(size_t backends) : commands(backends) {}
+  explicit worker_stats(size_t max_backends) : commands(max_backends) {}
   std::vector<std::array<std::atomic<uint64_t>, static_cast<size_t>(counter::count_)>> commands;
   std::array<std::atomic<uint64_t>, k_latency_buckets_us.size() + 1> latency{};
   std::atomic<uint64_t> latency_sum_us{0};
@@ -41,7 +41,7 @@ inline void bump(std::atomic<uint64_t>& c, uint64_t n = 1) {
 
 class worker final : public session_env {
  public:
-  worker(runtime& rt, size_t index, size_t backends);
+  worker(runtime& rt, size_t index);
   ~worker() override;
   worker(const worker&) = delete;
   worker& operator=(const worker&) = delete;
@@ -56,6 +56,8 @@ class worker final : public session_env {
   void remove(client_session* s);
   void set_backend(size_t b, const backend_snapshot& snap);
   void set_policy(std::shared_ptr<const policy::policy_table> p);
+  void set_router(std::shared_ptr<const routing::router> r);
+  const asio::generic::stream_protocol::endpoint& endpoint(size_t b) const;
   void set_output_limit(size_t bytes) { limits_.client_output = bytes; }
   void fence_raise(uint64_t id, const std::vector<size_t>& backends, size_t origin);
   void fence_worker_drained(uint64_t id);
@@ -69,6 +71,9 @@ class worker final : public session_env {
   // ---- session_env ----
   const backend_view& view(size_t b) const override { return views_[b]; }
   const policy::policy_table& policy() const override { return *policy_; }
+  const routing::router& router() const override { return *router_; }
+  size_t backend_for(std::string_view host_port) override;
+  void topology_changed() override;
   int64_t now_ms() const override;
   bool queue_admit(size_t b, size_t bytes) override;
   void queue_release(size_t b, size_t bytes) override;
@@ -116,6 +121,8 @@ class worker final : public session_env {
 
   std::vector<backend_view> views_;
   std::shared_ptr<const policy::policy_table> policy_;
+  std::shared_ptr<const routing::router> router_;
+  void ensure_view(size_t b);
   std::vector<std::unique_ptr<client_session>> sessions_;
   std::vector<client_session*> watchers_;
   std::vector<fence_here> fences_;

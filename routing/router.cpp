@@ -125,6 +125,28 @@ std::shared_ptr<const router> router::single() { return std::make_shared<router>
 std::shared_ptr<const router> router::slots(slot_map map) {
   auto r = std::make_shared<router>();
   r->sharded_ = true;
+  r->backends_ = map.backends();
+  r->primaries_.clear();
+  for (size_t b = 0; b < map.backends(); ++b) r->primaries_.push_back(static_cast<uint16_t>(b));
+  r->map_ = std::move(map);
+  return r;
+}
+
+std::shared_ptr<const router> router::cluster(slot_map map, size_t backends) {
+  auto r = std::make_shared<router>();
+  r->sharded_ = true;
+  r->cluster_ = true;
+  r->backends_ = backends;
+  r->primaries_.clear();
+  std::vector<bool> seen(backends, false);
+  for (uint32_t s = 0; s < slot_count; ++s) {
+    const uint16_t o = map.owner(static_cast<uint16_t>(s));
+    if (o < backends && !seen[o]) {
+      seen[o] = true;
+      r->primaries_.push_back(o);
+    }
+  }
+  if (r->primaries_.empty()) r->primaries_.push_back(0);
   r->map_ = std::move(map);
   return r;
 }
@@ -132,13 +154,21 @@ std::shared_ptr<const router> router::slots(slot_map map) {
 route router::decide(const policy::command_entry* cmd, const arg_source& args,
                      std::vector<size_t>& keys) const {
   keys.clear();
-  if (!sharded_ || cmd == nullptr) return {};
-  if (is_fanout(cmd->kind)) return {route_kind::fanout, 0};
+  if (!sharded_) return {};
+  // Unknown or keyless commands go to the first backend that owns slots.
+  if (cmd == nullptr) return {route_kind::backend, primaries_.front()};
+  if (is_fanout(cmd->kind)) return {route_kind::fanout, primaries_.front()};
   // Arity errors and malformed key specs go to one backend, which answers them.
-  if (!cmd->arity_ok(args.argc()) || !key_positions(*cmd, args, keys) || keys.empty()) return {};
-  const uint16_t first = map_.owner_of_key(args.arg(keys[0]));
+  if (!cmd->arity_ok(args.argc()) || !key_positions(*cmd, args, keys) || keys.empty()) {
+    return {route_kind::backend, primaries_.front()};
+  }
+  // Slots mode checks that keys share a backend. A cluster's nodes themselves refuse keys
+  // of different slots, so there the keys must share a slot.
+  const uint16_t slot0 = key_slot(args.arg(keys[0]));
+  const uint16_t first = map_.owner(slot0);
   for (size_t i = 1; i < keys.size(); ++i) {
-    if (map_.owner_of_key(args.arg(keys[i])) != first) {
+    const uint16_t s = key_slot(args.arg(keys[i]));
+    if (cluster_ ? s != slot0 : map_.owner(s) != first) {
       return {is_splittable(cmd->kind) ? route_kind::split : route_kind::crossslot, first};
     }
   }

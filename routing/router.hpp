@@ -47,9 +47,15 @@ class router {
   // One backend, no hashing.
   static std::shared_ptr<const router> single();
   static std::shared_ptr<const router> slots(slot_map map);
+  // Cluster mode: the map comes from the cluster's topology and is replaced when it
+  // changes; `backends` counts every node the proxy knows, primaries or not.
+  static std::shared_ptr<const router> cluster(slot_map map, size_t backends);
 
   bool sharded() const { return sharded_; }
-  size_t backends() const { return map_.backends(); }
+  bool cluster() const { return cluster_; }
+  size_t backends() const { return backends_; }
+  // The backends that own slots, in slot order: where fan-outs go, what SCAN walks.
+  const std::vector<uint16_t>& primaries() const { return primaries_; }
   const slot_map& map() const { return map_; }
 
   // `cmd` may be null (unknown to the table): it goes to backend 0, where the server
@@ -57,11 +63,19 @@ class router {
   route decide(const policy::command_entry* cmd, const arg_source& args,
                std::vector<size_t>& keys) const;
 
-  // For a split command: which backend each key position belongs to.
+  // For a split command: which backend each key belongs to, and what groups keys into
+  // one part (the backend in slots mode, the slot in cluster mode).
   uint16_t owner_of(std::string_view key) const { return map_.owner_of_key(key); }
+  uint32_t group_of(std::string_view key) const {
+    const uint16_t s = key_slot(key);
+    return cluster_ ? s : map_.owner(s);
+  }
 
  private:
   bool sharded_ = false;
+  bool cluster_ = false;
+  size_t backends_ = 1;
+  std::vector<uint16_t> primaries_{0};
   slot_map map_;
 };
 

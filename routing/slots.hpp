@@ -31,6 +31,8 @@ class slot_map {
   static slot_map even(size_t backends);
 
   uint16_t owner(uint16_t slot) const { return owner_[slot]; }
+  void set_owner(uint16_t slot, uint16_t backend) { owner_[slot] = backend; }
+  void set_backends(size_t n) { backends_ = n; }
   uint16_t owner_of_key(std::string_view key) const { return owner_[key_slot(key)]; }
   size_t backends() const { return backends_; }
 

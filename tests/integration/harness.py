@@ -28,17 +28,34 @@ _ports_lock = threading.Lock()
 _ports_given = set()
 
 
-def free_port():
-    """A loopback port nobody listens on now (and that this process has not handed out)."""
+def _bindable(port):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def free_port(cluster_bus=False):
+    """A loopback port nobody listens on now (and that this process has not handed out).
+    A cluster node also needs port + 10000 (its bus), so at most 55535."""
     with _ports_lock:
         while True:
             s = socket.socket()
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
             s.close()
-            if port not in _ports_given:
-                _ports_given.add(port)
-                return port
+            if port in _ports_given:
+                continue
+            if cluster_bus and (port > 55535 or not _bindable(port + 10000)):
+                continue
+            _ports_given.add(port)
+            if cluster_bus:
+                _ports_given.add(port + 10000)
+            return port
 
 
 def wait_until(pred, timeout=10.0, interval=0.02, what="condition"):
@@ -199,7 +216,7 @@ class RedisServer:
 
     def __init__(self, case, port=None, args=()):
         self.case = case
-        self.port = port or free_port()
+        self.port = port or free_port(cluster_bus="--cluster-enabled" in args)
         self.dir = tempfile.mkdtemp(prefix="rf-redis-")
         self.args = list(args)
         self.proc = None
@@ -448,3 +465,79 @@ class TestCase(unittest.TestCase):
         if not isinstance(backends, (list, tuple)):
             backends = [backends]
         return Proxy(self, list(backends), **kw).start()
+
+
+class RedisCluster:
+    """A real Redis Cluster on loopback: `primaries` nodes made with --cluster-enabled and
+    `redis-cli --cluster create`, each in its own directory."""
+
+    def __init__(self, case, primaries=3, replicas=0, args=()):
+        self.case = case
+        self.nodes = [RedisServer(case, args=["--cluster-enabled", "yes",
+                                              "--cluster-config-file", "nodes.conf",
+                                              "--cluster-node-timeout", "2000"] + list(args))
+                      for _ in range(primaries * (1 + replicas))]
+        for n in self.nodes:
+            n.start()
+        addrs = ["127.0.0.1:%d" % n.port for n in self.nodes]
+        out = subprocess.run(["redis-cli", "--cluster", "create"] + addrs +
+                             ["--cluster-replicas", str(replicas), "--cluster-yes"],
+                             capture_output=True, text=True, timeout=60)
+        if out.returncode != 0:
+            raise AssertionError("cluster create failed: %s %s" % (out.stdout, out.stderr))
+        self.wait_ok()
+
+    def wait_ok(self, timeout=30):
+        def ok():
+            for n in self.nodes:
+                c = RawConn(n.port)
+                info = c.cmd("CLUSTER", "INFO").decode()
+                c.close()
+                if "cluster_state:ok" not in info:
+                    return False
+            return True
+        wait_until(ok, timeout, interval=0.1, what="cluster_state:ok")
+
+    def seeds(self):
+        return ['"127.0.0.1:%d"' % self.nodes[0].port]
+
+    def owner_port(self, key):
+        """The port of the primary that owns key's slot, asked from the cluster itself."""
+        c = RawConn(self.nodes[0].port)
+        try:
+            slot = c.cmd("CLUSTER", "KEYSLOT", key)
+            for entry in c.cmd("CLUSTER", "SLOTS"):
+                if entry[0] <= slot <= entry[1]:
+                    return entry[2][1]
+        finally:
+            c.close()
+        raise AssertionError("no owner for %s" % key)
+
+    def node_by_port(self, port):
+        return next(n for n in self.nodes if n.port == port)
+
+    def node_id(self, node):
+        c = RawConn(node.port)
+        try:
+            return c.cmd("CLUSTER", "MYID").decode()
+        finally:
+            c.close()
+
+    def primaries(self):
+        c = RawConn(self.nodes[0].port)
+        try:
+            ports = sorted({e[2][1] for e in c.cmd("CLUSTER", "SLOTS")})
+        finally:
+            c.close()
+        return [self.node_by_port(p) for p in ports]
+
+
+def cluster_proxy(case, cluster, **kw):
+    """respfence in cluster mode in front of `cluster`."""
+    p = Proxy(case, [], mode="cluster", **kw)
+    with open(p.config) as f:
+        text = f.read()
+    text = text.replace('mode = "cluster"', 'mode = "cluster"\nseeds = [%s]\nrefresh_interval_ms = 500'
+                        % ", ".join(cluster.seeds()))
+    p.write_config(text)
+    return p.start()

@@ -36,6 +36,10 @@ struct fake_env : proxy::session_env {
   std::vector<std::vector<size_t>> fence_targets;
   uint64_t counts[8][static_cast<size_t>(counter::count_)] = {};
 
+  std::shared_ptr<const routing::router> route = routing::router::single();
+  std::vector<std::string> topology_hints;
+  size_t topology_refreshes = 0;
+
   explicit fake_env(size_t backends, policy::policy_config cfg = {}) : views(backends), epochs(backends) {
     cfg.learn_from_backend = false;
     pol = policy::policy_table::build(cfg);
@@ -43,6 +47,20 @@ struct fake_env : proxy::session_env {
   }
   const backend_view& view(size_t b) const override { return views[b]; }
   const policy::policy_table& policy() const override { return *pol; }
+  const routing::router& router() const override { return *route; }
+  size_t backend_for(std::string_view host_port) override {
+    topology_hints.emplace_back(host_port);
+    // Test convention: "node:<index>" names backend <index>.
+    if (host_port.substr(0, 5) != "node:") return SIZE_MAX;
+    const size_t b = static_cast<size_t>(std::stoul(std::string(host_port.substr(5))));
+    while (views.size() <= b) {
+      views.emplace_back();
+      views.back().state = policy::backend_state::ready;
+      epochs.push_back(0);
+    }
+    return b;
+  }
+  void topology_changed() override { ++topology_refreshes; }
   int64_t now_ms() const override { return now; }
   bool queue_admit(size_t, size_t) override {
     if (queued >= queue_limit) return false;
@@ -92,7 +110,7 @@ struct session_fixture {
 
   explicit session_fixture(size_t backends = 1, policy::policy_config cfg = {},
                            std::shared_ptr<const routing::router> r = routing::router::single())
-      : env(backends, std::move(cfg)), core(env, std::move(r), session_core::limits{}) {}
+      : env(backends, std::move(cfg)), core((env.route = std::move(r), env), session_core::limits{}) {}
 
   // The client sends bytes (in chunks of `chunk`, to exercise partial reads).
   void client(const std::string& bytes, size_t chunk = SIZE_MAX) {

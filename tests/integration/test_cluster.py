@@ -1,0 +1,171 @@
+"""Issue 9: respfence in front of a real Redis Cluster (three primaries on loopback), for
+clients that know nothing about clusters."""
+
+import subprocess
+import threading
+import time
+import unittest
+
+from harness import (Error, RawConn, RedisCluster, TestCase, cluster_proxy, encode, redis_cli,
+                     wait_until)
+
+FAST = "interval_ms = 200\nloading_interval_ms = 50\ntimeout_ms = 1000"
+
+
+class Cluster(TestCase):
+    def setUp(self):
+        super().setUp()
+        self.c = RedisCluster(self, primaries=3)
+        self.p = cluster_proxy(self, self.c, health=FAST)
+        wait_until(lambda: sum(1 for b in self.p.status()["backends"] if b["state"] == "ready") >= 3,
+                   15, what="three ready primaries")
+
+    def test_plain_clients_use_every_slot(self):
+        c = self.p.client()  # redis-py's non-cluster client
+        keys = ["k:%d" % i for i in range(2000)]
+        pipe = c.pipeline(transaction=False)
+        for k in keys:
+            pipe.set(k, k)
+        self.assertEqual(pipe.execute(), [True] * len(keys))
+        self.assertEqual(c.mget(keys[:500]), [k.encode() for k in keys[:500]])
+        # Every key is on the primary that owns its slot, as the cluster itself says.
+        for k in keys[::37]:
+            owner = self.c.node_by_port(self.c.owner_port(k))
+            self.assertEqual(owner.client().get(k), k.encode(), k)
+        self.assertEqual(c.dbsize(), len(keys))
+        self.assertEqual(len(set(c.scan_iter(count=200))), len(keys))
+        self.assertEqual(c.delete(*keys[:100]), 100)
+        # redis-cli without -c: no MOVED ever reaches it.
+        for k in keys[100:130]:
+            self.assertEqual(redis_cli(self.p.port, "GET", k).strip(), k)
+            self.assertEqual(redis_cli(self.p.port, "SET", k, "cli").strip(), "OK")
+        # Keys of different slots in one command, the way a cluster refuses them.
+        conn = self.p.raw()
+        self.assertEqual(conn.cmd("RENAME", "k:200", "k:201"),
+                         Error("CROSSSLOT Keys in request don't hash to the same slot"))
+        self.assertEqual(conn.cmd("MULTI"), "OK")
+        self.assertEqual(conn.cmd("INCR", "{t}a"), "QUEUED")
+        self.assertEqual(conn.cmd("INCR", "{t}b"), "QUEUED")
+        self.assertEqual(conn.cmd("EXEC"), [1, 1])
+
+    def test_live_reshard_is_invisible_to_clients(self):
+        c = self.p.client()
+        keys = ["r:%d" % i for i in range(3000)]
+        pipe = c.pipeline(transaction=False)
+        for k in keys:
+            pipe.set(k, "0")
+        pipe.execute()
+        stop = threading.Event()
+        errors = []
+        written = {}
+        lock = threading.Lock()
+
+        def worker(wid):
+            conn = self.p.raw(timeout=30)
+            n = 0
+            while not stop.is_set():
+                batch = keys[(wid * 97 + n * 13) % len(keys):][:20]
+                n += 1
+                conn.send(b"".join(encode("SET", k, "w%d-%d" % (wid, n)) + encode("GET", k) for k in batch))
+                for k in batch:
+                    a, b = conn.reply(), conn.reply()
+                    if isinstance(a, Error) or isinstance(b, Error) or a != "OK" or \
+                       b != ("w%d-%d" % (wid, n)).encode():
+                        errors.append((k, a, b))
+                    else:
+                        with lock:
+                            written[k] = b
+        workers = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+        for t in workers:
+            t.start()
+        time.sleep(0.5)
+        prim = self.c.primaries()
+        src, dst = self.c.node_id(prim[0]), self.c.node_id(prim[1])
+        out = subprocess.run(["redis-cli", "--cluster", "reshard", "127.0.0.1:%d" % prim[0].port,
+                              "--cluster-from", src, "--cluster-to", dst, "--cluster-slots", "600",
+                              "--cluster-yes", "--cluster-pipeline", "50"],
+                             capture_output=True, text=True, timeout=300)
+        time.sleep(1.0)
+        stop.set()
+        for t in workers:
+            t.join(30)
+        self.assertEqual(out.returncode, 0, out.stderr[-2000:])
+        self.assertEqual(errors[:5], [], "%d errors reached clients" % len(errors))
+        self.assertGreater(len(written), 100)
+        # No write was lost: the last value each key was given is what is stored.
+        probe = RawConn(self.p.port, timeout=30)
+        for k, v in list(written.items())[:500]:
+            self.assertEqual(probe.cmd("GET", k), v)
+        self.c.wait_ok()
+        self.assertGreater(self.p.backend_status(0)["retried"] +
+                           sum(b["retried"] for b in self.p.status()["backends"]), 0,
+                           "the reshard should have redirected some commands")
+
+    def test_restarted_primary_holds_only_its_slots(self):
+        prim = self.c.primaries()
+        victim = prim[1]
+        victim_keys = []
+        other_keys = []
+        for i in range(400):
+            k = "l:%d" % i
+            (victim_keys if self.c.owner_port(k) == victim.port else other_keys).append(k)
+        c = self.p.client()
+        for k in victim_keys + other_keys:
+            c.set(k, k)
+        vc = victim.client()
+        vc.execute_command("DEBUG", "POPULATE", 30000, "filler")
+        vc.execute_command("SAVE")
+        victim.restart_loading()
+        idx = next(i for i, b in enumerate(self.p.status()["backends"])
+                   if b["address"].endswith(":%d" % victim.port))
+        self.p.wait_state("loading", i=idx)
+        quick = self.p.raw()
+        for k in other_keys[:20]:
+            t0 = time.perf_counter()
+            self.assertEqual(quick.cmd("GET", k), k.encode())
+            self.assertLess(time.perf_counter() - t0, 0.2)
+        self.assertTrue(victim.is_loading())
+        slow = self.p.raw(timeout=60)
+        t0 = time.monotonic()
+        self.assertEqual(slow.cmd("GET", victim_keys[0]), victim_keys[0].encode())
+        self.assertGreater(time.monotonic() - t0, 0.5)
+        self.assertFalse(victim.is_loading())
+
+    def test_flushall_empties_every_primary_atomically(self):
+        c = self.p.client()
+        for i in range(300):
+            c.set("f:%d" % i, i)
+        ka, kb = "bar", "foo"  # different slots, different primaries
+        self.assertNotEqual(self.c.owner_port(ka), self.c.owner_port(kb))
+        c.mset({ka: "a", kb: "b"})
+        stop = threading.Event()
+        results = []
+
+        def reader():
+            conn = self.p.raw(timeout=30)
+            while not stop.is_set():
+                results.append(tuple(conn.cmd("MGET", ka, kb)))
+        readers = [threading.Thread(target=reader) for _ in range(4)]
+        for t in readers:
+            t.start()
+        time.sleep(0.2)
+        # The flusher's own connection to foo's node is busy for 0.3 s first: without the
+        # fence, bar's node would be empty while foo's is not.
+        flusher = self.p.raw(timeout=30)
+        flusher.send(encode("BLPOP", "{foo}list", "0.3") + encode("FLUSHALL"))
+        self.assertIsNone(flusher.reply())
+        self.assertEqual(flusher.reply(), "OK")
+        time.sleep(0.1)
+        stop.set()
+        for t in readers:
+            t.join(30)
+        torn = [r for r in results if (r[0] is None) != (r[1] is None)]
+        self.assertEqual(torn, [])
+        self.assertIn((None, None), results)
+        for n in self.c.primaries():
+            self.assertEqual(n.client().dbsize(), 0)
+        self.assertEqual(c.dbsize(), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
