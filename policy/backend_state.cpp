@@ -2,6 +2,8 @@
 
 #include <cstdlib>
 
+#include "policy/text.hpp"
+
 namespace respfence::policy {
 
 const char* to_string(backend_state s) {
@@ -58,15 +60,9 @@ probe_info parse_info(std::string_view text) {
     const size_t at = v.find("calls=");
     return at == std::string_view::npos ? 0 : number(v.substr(at + 6));
   };
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t eol = text.find('\n', pos);
-    if (eol == std::string_view::npos) eol = text.size();
-    std::string_view line = text.substr(pos, eol - pos);
-    pos = eol + 1;
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  for_each_line(text, [&](std::string_view line) {
     const size_t colon = line.find(':');
-    if (line.empty() || line[0] == '#' || colon == std::string_view::npos) continue;
+    if (line.empty() || line[0] == '#' || colon == std::string_view::npos) return;
     const std::string_view k = line.substr(0, colon);
     const std::string_view v = line.substr(colon + 1);
     if (k == "loading") {
@@ -82,7 +78,7 @@ probe_info parse_info(std::string_view text) {
     } else if (k == "cmdstat_flushall" || k == "cmdstat_flushdb") {
       out.flush_calls += calls(v);
     }
-  }
+  });
   return out;
 }
 

@@ -4,6 +4,8 @@
 #include <charconv>
 #include <utility>
 
+#include "policy/text.hpp"
+
 namespace respfence::policy {
 
 namespace data {
@@ -147,13 +149,8 @@ const command_table& command_table::builtin() {
 
 command_table command_table::from_text(std::string_view text) {
   command_table t;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t eol = text.find('\n', pos);
-    if (eol == std::string_view::npos) eol = text.size();
-    std::string_view line = text.substr(pos, eol - pos);
-    pos = eol + 1;
-    if (line.empty() || line[0] == '#') continue;
+  for_each_line(text, [&](std::string_view line) {
+    if (line.empty() || line[0] == '#') return;
     std::array<std::string_view, 6> field{};
     size_t n = 0;
     size_t i = 0;
@@ -163,12 +160,12 @@ command_table command_table::from_text(std::string_view text) {
       field[n++] = line.substr(i, sp - i);
       i = sp + 1;
     }
-    if (n < 5) continue;
+    if (n < 5) return;
     command_entry e;
     e.name = std::string(field[0]);
     if (!parse_int(field[1], e.arity) || !parse_int(field[2], e.first_key) ||
         !parse_int(field[3], e.last_key) || !parse_int(field[4], e.key_step)) {
-      continue;
+      return;
     }
     std::string_view flags = n > 5 ? field[5] : std::string_view{};
     while (!flags.empty()) {
@@ -178,7 +175,7 @@ command_table command_table::from_text(std::string_view text) {
       flags.remove_prefix(c + 1);
     }
     t.upsert(std::move(e));
-  }
+  });
   return t;
 }
 

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <iomanip>
 
+#include "policy/text.hpp"
+
 namespace respfence::policy {
 
 namespace data {
@@ -67,19 +69,14 @@ decision decide(const decide_input& in) {
 
 std::unordered_set<std::string> parse_name_list(std::string_view text) {
   std::unordered_set<std::string> out;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t eol = text.find('\n', pos);
-    if (eol == std::string_view::npos) eol = text.size();
-    std::string_view line = text.substr(pos, eol - pos);
-    pos = eol + 1;
-    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.remove_suffix(1);
-    if (line.empty() || line[0] == '#') continue;
+  for_each_line(text, [&](std::string_view line) {
+    while (!line.empty() && line.back() == ' ') line.remove_suffix(1);
+    if (line.empty() || line[0] == '#') return;
     std::string name(line);
     std::transform(name.begin(), name.end(), name.begin(),
                    [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
     out.insert(std::move(name));
-  }
+  });
   return out;
 }
 

@@ -109,16 +109,6 @@ int64_t now_us() {
       .count();
 }
 
-bool iequals(std::string_view a, std::string_view lower) {
-  if (a.size() != lower.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char c = a[i];
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
-    if (c != lower[i]) return false;
-  }
-  return true;
-}
-
 const policy::command_entry* lookup(const policy::policy_table& pol,
                                     const routing::arg_source& args) {
   if (args.argc() == 0) return nullptr;
@@ -296,7 +286,7 @@ void session_core::accept_request(size_t off, size_t len, std::string_view view)
   e.req_len = len;
   e.t0_us = batch_us_;
   const framed_args args(framer_, view);
-  if (args.argc() > 0 && detail::iequals(args.arg(0), "quit")) {
+  if (args.argc() > 0 && policy::iequals_lower(args.arg(0), "quit")) {
     // Nothing after QUIT is read, as with the server.
     stop_input_ = true;
   }
@@ -520,13 +510,13 @@ void session_core::send(entry& e, size_t b, const routing::arg_source& args) {
   bool no_reply = false;
   if (k == command_kind::client_reply && args.argc() == 3) {
     const std::string_view mode = args.arg(2);
-    if (detail::iequals(mode, "off")) {
+    if (policy::iequals_lower(mode, "off")) {
       no_reply = true;
       reply_off_ = true;
-    } else if (detail::iequals(mode, "skip")) {
+    } else if (policy::iequals_lower(mode, "skip")) {
       no_reply = true;
       if (!reply_off_) reply_skip_next_ = true;
-    } else if (detail::iequals(mode, "on")) {
+    } else if (policy::iequals_lower(mode, "on")) {
       reply_off_ = false;
       reply_skip_next_ = false;
     }

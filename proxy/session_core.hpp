@@ -243,6 +243,12 @@ class session_core {
   void complete(entry& e);
   void flush_head();
   void fail_link(size_t b, std::string_view why);
+  // The link is gone: it forgets what it was to send and hands back what was in flight.
+  ring<inflight_item> close_link_state(size_t b);
+  // Calls f(entry, item) for each item of a client command still waiting (defined and
+  // used in session_replies.cpp).
+  template <typename F>
+  void for_each_waiting(const ring<inflight_item>& items, F&& f);
   void after_completion();
   void check_fence_drained();
   bool output_over_limit() const;

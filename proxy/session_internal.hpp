@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "policy/loading_policy.hpp"
+#include "policy/text.hpp"
 #include "proxy/request_framer.hpp"
 #include "proxy/resp_writer.hpp"
 #include "routing/keys.hpp"
@@ -21,8 +22,6 @@ inline constexpr uint8_t item_part = 3;     // one part of a split/fan-out comma
 
 int64_t now_us();
 bool is_subscribe_kind(policy::command_kind k);
-// Case-insensitive compare against a lower-case literal.
-bool iequals(std::string_view a, std::string_view lower);
 // The command (or container|subcommand) entry; null when the table does not know it.
 const policy::command_entry* lookup(const policy::policy_table& pol,
                                     const routing::arg_source& args);

@@ -67,42 +67,8 @@ void session_core::on_link_connected(size_t b) {
   }
 }
 
-void session_core::on_link_failed(size_t b, bool was_open) {
+ring<session_core::inflight_item> session_core::close_link_state(size_t b) {
   link& l = links_[b];
-  if (was_open) {
-    fail_link(b, err::backend_lost);
-    after_completion();
-    return;
-  }
-  // The connect failed: nothing was sent, so what waited may wait again.
-  env_.report_unreachable(b);
-  l.state = link::conn::closed;
-  l.server_multi = false;
-  ring<inflight_item> items;
-  std::swap(items, l.inflight);
-  l.out.clear();
-  l.gen.clear();
-  for (size_t i = 0; i < items.size(); ++i) {
-    const inflight_item it = items[i];
-    if (it.what == detail::item_swallow || it.what == detail::item_replay) continue;
-    if (it.seq < head_seq_) continue;
-    entry& e = at(it.seq);
-    if (it.what == detail::item_part) {
-      retry_part(e, it.part, b);
-      continue;
-    }
-    if (e.state != entry_state::sent) continue;
-    // Never sent: it waits like any command for a backend that is down, and is decided
-    // again (under the policy then in force) when the backend is back.
-    if (e.tx >= 0) txs_[static_cast<size_t>(e.tx)].multi_sent = false;
-    hold_for_loading(e, b, e.timeout_ms);
-  }
-  after_completion();
-}
-
-void session_core::fail_link(size_t b, std::string_view why) {
-  link& l = links_[b];
-  const bool was_multi = l.server_multi;
   l.state = link::conn::closed;
   l.server_multi = false;
   l.framer.reset();
@@ -111,18 +77,53 @@ void session_core::fail_link(size_t b, std::string_view why) {
   std::swap(items, l.inflight);
   l.out.clear();
   l.gen.clear();
-  // Sent, and maybe run: the client hears that the connection was lost, never silence.
+  return items;
+}
+
+template <typename F>
+void session_core::for_each_waiting(const ring<inflight_item>& items, F&& f) {
   for (size_t i = 0; i < items.size(); ++i) {
     const inflight_item it = items[i];
     if (it.what == detail::item_swallow || it.what == detail::item_replay) continue;
-    if (it.seq < head_seq_) continue;
-    entry& e = at(it.seq);
+    if (it.seq < head_seq_) continue;  // answered already (a part of a finished command)
+    f(at(it.seq), it);
+  }
+}
+
+void session_core::on_link_failed(size_t b, bool was_open) {
+  if (was_open) {
+    fail_link(b, err::backend_lost);
+    after_completion();
+    return;
+  }
+  // The connect failed: nothing was sent, so what waited may wait again.
+  env_.report_unreachable(b);
+  const ring<inflight_item> items = close_link_state(b);
+  for_each_waiting(items, [&](entry& e, const inflight_item& it) {
+    if (it.what == detail::item_part) {
+      retry_part(e, it.part, b);
+      return;
+    }
+    if (e.state != entry_state::sent) return;
+    // Never sent: it waits like any command for a backend that is down, and is decided
+    // again (under the policy then in force) when the backend is back.
+    if (e.tx >= 0) txs_[static_cast<size_t>(e.tx)].multi_sent = false;
+    hold_for_loading(e, b, e.timeout_ms);
+  });
+  after_completion();
+}
+
+void session_core::fail_link(size_t b, std::string_view why) {
+  const bool was_multi = links_[b].server_multi;
+  const ring<inflight_item> items = close_link_state(b);
+  // Sent, and maybe run: the client hears that the connection was lost, never silence.
+  for_each_waiting(items, [&](entry& e, const inflight_item& it) {
     if (it.what == detail::item_part) {
       on_part_reply(e, it.part, why);
     } else if (e.state == entry_state::sent) {
       deliver(e, why);
     }
-  }
+  });
   for (auto& t : txs_) t.multi_sent = false;
   if (was_multi && tx_open_ && !tx_deferred_) tx_aborted_ = true;
   // Subscriptions, MONITOR and tracking lived on that connection and cannot be replayed
@@ -402,7 +403,7 @@ void session_core::record_state(const entry& e, std::string_view reply) {
       monitor_ = true;
       break;
     case command_kind::client_tracking:
-      tracking_ = a.argc() >= 3 && detail::iequals(a.arg(2), "on");
+      tracking_ = a.argc() >= 3 && policy::iequals_lower(a.arg(2), "on");
       break;
     default:
       break;

@@ -2,6 +2,8 @@
 
 #include <charconv>
 
+#include "policy/text.hpp"
+
 namespace respfence::routing {
 
 using policy::command_kind;
@@ -16,15 +18,7 @@ bool parse_count(std::string_view s, size_t& out) {
   return true;
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x + 32);
-    if (x != b[i]) return false;
-  }
-  return true;
-}
+using policy::iequals_lower;
 
 // numkeys at argv[at], keys right after it.
 bool numkeys_at(const arg_source& a, size_t at, std::vector<size_t>& out) {
@@ -47,7 +41,7 @@ void legacy_range(const policy::command_entry& cmd, size_t argc, std::vector<siz
 // An optional "STORE key"/"STOREDIST key" among the arguments after `from`.
 void store_option(const arg_source& a, size_t from, std::vector<size_t>& out) {
   for (size_t i = from; i + 1 < a.argc(); ++i) {
-    if (iequals(a.arg(i), "store") || iequals(a.arg(i), "storedist")) out.push_back(i + 1);
+    if (iequals_lower(a.arg(i), "store") || iequals_lower(a.arg(i), "storedist")) out.push_back(i + 1);
   }
 }
 
@@ -84,7 +78,7 @@ bool key_positions(const policy::command_entry& cmd, const arg_source& a,
     case command_kind::xread:
     case command_kind::xreadgroup: {
       for (size_t i = 1; i < argc; ++i) {
-        if (!iequals(a.arg(i), "streams")) continue;
+        if (!iequals_lower(a.arg(i), "streams")) continue;
         const size_t rest = argc - i - 1;
         if (rest == 0 || rest % 2 != 0) return false;
         for (size_t k = 0; k < rest / 2; ++k) out.push_back(i + 1 + k);
@@ -112,7 +106,7 @@ bool key_positions(const policy::command_entry& cmd, const arg_source& a,
         return true;
       }
       for (size_t i = 6; i < argc; ++i) {
-        if (!iequals(a.arg(i), "keys")) continue;
+        if (!iequals_lower(a.arg(i), "keys")) continue;
         for (size_t k = i + 1; k < argc; ++k) out.push_back(k);
         return true;
       }
