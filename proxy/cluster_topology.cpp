@@ -39,25 +39,30 @@ std::optional<std::vector<slot_owner>> parse_cluster_shards(const resp_value& v)
     const resp_value* nodes = field(shard, "nodes");
     if (slots == nullptr || nodes == nullptr) return std::nullopt;
     std::string primary;
+    std::vector<std::string> replicas;
     for (const resp_value& n : nodes->elems) {
       const resp_value* role = field(n, "role");
-      if (role == nullptr || (role->str != "master" && role->str != "primary")) continue;
       const resp_value* port = field(n, "port");
       const resp_value* endpoint = field(n, "endpoint");
       const resp_value* ip = field(n, "ip");
-      if (port == nullptr) continue;
+      const resp_value* health = field(n, "health");
+      if (role == nullptr || port == nullptr) continue;
       std::string host = endpoint && !endpoint->str.empty() && endpoint->str != "?"
                              ? endpoint->str
                              : (ip ? ip->str : std::string());
       if (host.empty()) continue;
-      primary = host_port(host, port->integer);
+      if (role->str == "master" || role->str == "primary") {
+        primary = host_port(host, port->integer);
+      } else if (health == nullptr || health->str == "online") {
+        replicas.push_back(host_port(host, port->integer));
+      }
     }
     if (primary.empty()) continue;  // a shard without a primary owns nothing reachable
     for (size_t i = 0; i + 1 < slots->elems.size(); i += 2) {
       const int64_t a = slots->elems[i].integer;
       const int64_t b = slots->elems[i + 1].integer;
       if (!valid_slot(a) || !valid_slot(b) || a > b) return std::nullopt;
-      out.push_back({static_cast<uint16_t>(a), static_cast<uint16_t>(b), primary});
+      out.push_back({static_cast<uint16_t>(a), static_cast<uint16_t>(b), primary, replicas});
     }
   }
   return out;
@@ -73,15 +78,26 @@ std::optional<std::vector<slot_owner>> parse_cluster_slots(const resp_value& v) 
     if (!valid_slot(a) || !valid_slot(b) || a > b) return std::nullopt;
     const resp_value& node = r.elems[2];
     if (node.elems[0].str.empty()) continue;
+    std::vector<std::string> replicas;
+    for (size_t i = 3; i < r.elems.size(); ++i) {
+      const resp_value& rep = r.elems[i];
+      if (rep.elems.size() >= 2 && !rep.elems[0].str.empty()) {
+        replicas.push_back(host_port(rep.elems[0].str, rep.elems[1].integer));
+      }
+    }
     out.push_back({static_cast<uint16_t>(a), static_cast<uint16_t>(b),
-                   host_port(node.elems[0].str, node.elems[1].integer)});
+                   host_port(node.elems[0].str, node.elems[1].integer), std::move(replicas)});
   }
   return out;
 }
 
 cluster_topology::cluster_topology(runtime& rt, std::vector<std::string> seeds,
-                                   uint32_t refresh_ms, uint32_t timeout_ms)
-    : rt_(rt), seeds_(std::move(seeds)), refresh_ms_(refresh_ms), timeout_ms_(timeout_ms) {}
+                                   uint32_t refresh_ms, uint32_t timeout_ms, bool replica_reads)
+    : rt_(rt),
+      seeds_(std::move(seeds)),
+      refresh_ms_(refresh_ms),
+      timeout_ms_(timeout_ms),
+      replica_reads_(replica_reads) {}
 
 cluster_topology::~cluster_topology() { stop(); }
 
@@ -177,15 +193,26 @@ bool cluster_topology::refresh() {
       for (size_t i = 0; !changed && i < ranges->size(); ++i) {
         const auto& x = (*ranges)[i];
         const auto& y = last_[i];
-        changed = x.first != y.first || x.last != y.last || x.primary != y.primary;
+        changed = x.first != y.first || x.last != y.last || x.primary != y.primary ||
+                  x.replicas != y.replicas;
       }
     }
     if (!changed) return true;
     routing::slot_map map;
+    std::vector<int32_t> replica_of(routing::slot_count, -1);
+    std::vector<size_t> replicas;
     bool first = true;
     for (const auto& r : *ranges) {
       const size_t b = rt_.add_backend(r.primary);
       if (b == SIZE_MAX) continue;
+      if (replica_reads_ && !r.replicas.empty()) {
+        // Reads of these slots may go to the shard's first online replica.
+        const size_t rep = rt_.add_backend(r.replicas.front());
+        if (rep != SIZE_MAX) {
+          replicas.push_back(rep);
+          for (uint32_t s = r.first; s <= r.last; ++s) replica_of[s] = static_cast<int32_t>(rep);
+        }
+      }
       if (first) {
         // Slots no shard claims go to the first primary, which answers them itself.
         for (uint32_t s = 0; s < routing::slot_count; ++s) {
@@ -197,7 +224,7 @@ bool cluster_topology::refresh() {
         map.set_owner(static_cast<uint16_t>(s), static_cast<uint16_t>(b));
       }
     }
-    rt_.publish_cluster_map(std::move(map));
+    rt_.publish_cluster_map(std::move(map), std::move(replica_of), replicas);
     size_t primaries = 0;
     {
       std::lock_guard<std::mutex> lock(mu_);

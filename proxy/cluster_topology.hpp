@@ -24,6 +24,7 @@ struct slot_owner {
   uint16_t first = 0;
   uint16_t last = 0;
   std::string primary;
+  std::vector<std::string> replicas;  // online replicas of the same shard
 };
 
 // Reads CLUSTER SHARDS (RESP2 or RESP3 form) / CLUSTER SLOTS replies. Pure, for tests.
@@ -33,7 +34,7 @@ std::optional<std::vector<slot_owner>> parse_cluster_slots(const resp_value& v);
 class cluster_topology {
  public:
   cluster_topology(runtime& rt, std::vector<std::string> seeds, uint32_t refresh_ms,
-                   uint32_t timeout_ms);
+                   uint32_t timeout_ms, bool replica_reads);
   ~cluster_topology();
   cluster_topology(const cluster_topology&) = delete;
   cluster_topology& operator=(const cluster_topology&) = delete;
@@ -53,6 +54,7 @@ class cluster_topology {
   std::vector<std::string> seeds_;
   uint32_t refresh_ms_;
   uint32_t timeout_ms_;
+  bool replica_reads_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool woken_ = false;

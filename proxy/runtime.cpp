@@ -121,10 +121,11 @@ size_t runtime::add_backend(const std::string& address) {
   return b;
 }
 
-void runtime::publish_cluster_map(routing::slot_map map) {
+void runtime::publish_cluster_map(routing::slot_map map, std::vector<int32_t> replica_of,
+                                  const std::vector<size_t>& replicas) {
   const size_t n = registry_->size();
   map.set_backends(n);
-  auto r = routing::router::cluster(std::move(map), n);
+  auto r = routing::router::cluster(std::move(map), n, std::move(replica_of), replicas);
   {
     std::lock_guard<std::mutex> lock(mu_);
     router_ = r;
@@ -216,7 +217,9 @@ int runtime::run() {
   if (cfg_.routing.mode == policy::routing_mode::cluster) {
     topology_ = std::make_unique<cluster_topology>(*this, cfg_.routing.seeds,
                                                    cfg_.routing.refresh_interval_ms,
-                                                   cfg_.health.timeout_ms);
+                                                   cfg_.health.timeout_ms,
+                                                   cfg_.routing.reads ==
+                                                       policy::read_from::replica_preferred);
     topology_->start();
   }
   signals_.add(SIGTERM);

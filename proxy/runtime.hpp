@@ -48,7 +48,8 @@ class runtime {
   // A backend by address, added (with its prober) if new: cluster nodes. Any thread.
   size_t add_backend(const std::string& address);
   // Cluster mode: a new slot map from the topology; a -MOVED asking for a refresh.
-  void publish_cluster_map(routing::slot_map map);
+  void publish_cluster_map(routing::slot_map map, std::vector<int32_t> replica_of,
+                           const std::vector<size_t>& replicas);
   void refresh_topology();
   uint32_t connect_timeout_ms() const { return health_.timeout_ms.load(); }
   void worker_idle(size_t i);

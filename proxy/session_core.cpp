@@ -331,6 +331,15 @@ bool session_core::dispatch(entry& e, const routing::arg_source& args) {
     return true;
   }
   size_t b = r.backend;
+  if (router.replica_reads() && r.kind == routing::route_kind::backend && !keys_.empty() &&
+      (e.cflags & policy::flag_readonly) != 0 && !tx_open_ && e.force_backend < 0) {
+    // A read may go to the shard's replica, if it is ready (not loading a resync).
+    const int32_t rep = router.replica_for(routing::key_slot(args.arg(keys_[0])));
+    if (rep >= 0 && static_cast<size_t>(rep) < links_.size() &&
+        env_.view(static_cast<size_t>(rep)).state == backend_state::ready) {
+      b = static_cast<size_t>(rep);
+    }
+  }
   if (e.force_backend >= 0 && r.kind == routing::route_kind::backend) {
     // Cluster: where -MOVED or -ASK said the key is, whatever the map says yet.
     b = static_cast<size_t>(e.force_backend);

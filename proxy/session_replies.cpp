@@ -54,6 +54,14 @@ void session_core::on_link_connected(size_t b) {
   l.rstart = l.rend = 0;
   // server_multi stays: it describes what is queued on this link (a MULTI may be the
   // command that opened it); a failed link has already cleared it.
+  // A replica serves reads only after READONLY (it goes right after the replayed state).
+  if (rt().is_replica(b)) {
+    static constexpr std::string_view readonly = "*1\r\n$8\r\nREADONLY\r\n";
+    const size_t start = l.gen.size();
+    l.gen += readonly;
+    l.out.insert(l.out.begin(), seg{true, start, readonly.size()});
+    l.inflight.push_front(inflight_item{0, detail::item_replay, 0});
+  }
   // The connection's state goes first, before anything the client sent: AUTH, HELLO,
   // SELECT, CLIENT SETNAME, each answered to the proxy alone.
   const std::string* pieces[] = {&replay_setname_, &replay_select_, &replay_hello_,

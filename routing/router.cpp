@@ -132,8 +132,15 @@ std::shared_ptr<const router> router::slots(slot_map map) {
   return r;
 }
 
-std::shared_ptr<const router> router::cluster(slot_map map, size_t backends) {
+std::shared_ptr<const router> router::cluster(slot_map map, size_t backends,
+                                              std::vector<int32_t> replica_of,
+                                              const std::vector<size_t>& replicas) {
   auto r = std::make_shared<router>();
+  r->replica_of_ = std::move(replica_of);
+  r->is_replica_.assign(backends, false);
+  for (size_t b : replicas) {
+    if (b < backends) r->is_replica_[b] = true;
+  }
   r->sharded_ = true;
   r->cluster_ = true;
   r->backends_ = backends;

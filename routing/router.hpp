@@ -49,7 +49,9 @@ class router {
   static std::shared_ptr<const router> slots(slot_map map);
   // Cluster mode: the map comes from the cluster's topology and is replaced when it
   // changes; `backends` counts every node the proxy knows, primaries or not.
-  static std::shared_ptr<const router> cluster(slot_map map, size_t backends);
+  static std::shared_ptr<const router> cluster(slot_map map, size_t backends,
+                                               std::vector<int32_t> replica_of = {},
+                                               const std::vector<size_t>& replicas = {});
 
   bool sharded() const { return sharded_; }
   bool cluster() const { return cluster_; }
@@ -57,6 +59,13 @@ class router {
   // The backends that own slots, in slot order: where fan-outs go, what SCAN walks.
   const std::vector<uint16_t>& primaries() const { return primaries_; }
   const slot_map& map() const { return map_; }
+  // Cluster mode with read_from = "replica-preferred": the replica that may serve reads
+  // of `slot` (-1: none), and whether backend b is such a replica (its links say READONLY).
+  int32_t replica_for(uint16_t slot) const {
+    return replica_of_.empty() ? -1 : replica_of_[slot];
+  }
+  bool is_replica(size_t b) const { return b < is_replica_.size() && is_replica_[b]; }
+  bool replica_reads() const { return !replica_of_.empty(); }
 
   // `cmd` may be null (unknown to the table): it goes to backend 0, where the server
   // answers it. `keys` is scratch, left holding the key positions (slots mode).
@@ -76,6 +85,8 @@ class router {
   bool cluster_ = false;
   size_t backends_ = 1;
   std::vector<uint16_t> primaries_{0};
+  std::vector<int32_t> replica_of_;
+  std::vector<bool> is_replica_;
   slot_map map_;
 };
 

@@ -546,12 +546,13 @@ class RedisCluster:
         return [self.node_by_port(p) for p in ports]
 
 
-def cluster_proxy(case, cluster, **kw):
+def cluster_proxy(case, cluster, read_from="primary", **kw):
     """respfence in cluster mode in front of `cluster`."""
     p = Proxy(case, [], mode="cluster", **kw)
     with open(p.config) as f:
         text = f.read()
-    text = text.replace('mode = "cluster"', 'mode = "cluster"\nseeds = [%s]\nrefresh_interval_ms = 500'
-                        % ", ".join(cluster.seeds()))
+    text = text.replace('mode = "cluster"',
+                        'mode = "cluster"\nseeds = [%s]\nrefresh_interval_ms = 500\nread_from = "%s"'
+                        % (", ".join(cluster.seeds()), read_from))
     p.write_config(text)
     return p.start()

@@ -169,3 +169,71 @@ class Cluster(TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ClusterReplicas(TestCase):
+    """read_from = "replica-preferred": reads go to a shard's replica while it is ready,
+    and to its primary while it loads."""
+
+    def setUp(self):
+        super().setUp()
+        self.c = RedisCluster(self, primaries=3, replicas=1)
+        self.p = cluster_proxy(self, self.c, read_from="replica-preferred", health=FAST)
+        wait_until(lambda: sum(1 for b in self.p.status()["backends"] if b["state"] == "ready") >= 6,
+                   20, what="three primaries and three replicas ready")
+
+    def roles(self):
+        primaries = self.c.primaries()
+        replicas = [n for n in self.c.nodes if n not in primaries]
+        return primaries, replicas
+
+    def gets(self, nodes):
+        return sum(n.commandstat_calls("get") for n in nodes)
+
+    def test_reads_go_to_ready_replicas(self):
+        c = self.p.client()
+        keys = ["rr:%d" % i for i in range(300)]
+        for k in keys:
+            c.set(k, k)
+        primaries, replicas = self.roles()
+        for n in primaries:
+            n.client().execute_command("WAIT", 1, 2000)
+        for n in self.c.nodes:
+            n.client().config_resetstat()
+        for k in keys:
+            self.assertEqual(c.get(k), k.encode())
+        self.assertEqual(self.gets(primaries), 0)
+        self.assertEqual(self.gets(replicas), len(keys))
+        # Writes still go to primaries, and read-your-write holds for a client that waits
+        # for replication as cluster clients must.
+        self.assertTrue(c.set("rr:new", "x"))
+        self.assertEqual(self.c.node_by_port(self.c.owner_port("rr:new")).client().get("rr:new"), b"x")
+
+    def test_a_loading_replica_is_skipped(self):
+        c = self.p.client()
+        primaries, replicas = self.roles()
+        victim = replicas[0]
+        vc = victim.client()
+        master_port = int(vc.info("replication")["master_port"])
+        primary = self.c.node_by_port(master_port)
+        # DEBUG POPULATE is not replicated: the replica gets its own, to load slowly later.
+        vc.execute_command("DEBUG", "POPULATE", 30000, "filler")
+        keys = [k for k in ("p:%d" % i for i in range(2000))
+                if self.c.owner_port(k) == master_port][:50]
+        for k in keys:
+            c.set(k, k)
+        primary.client().execute_command("WAIT", 1, 5000)
+        vc.execute_command("SAVE")
+        victim.restart_loading()
+        idx = next(i for i, b in enumerate(self.p.status()["backends"])
+                   if b["address"].endswith(":%d" % victim.port))
+        self.p.wait_state("loading", i=idx)
+        for n in self.c.nodes:
+            if n is not victim:
+                n.client().config_resetstat()
+        for k in keys:
+            t0 = time.perf_counter()
+            self.assertEqual(c.get(k), k.encode())
+            self.assertLess(time.perf_counter() - t0, 0.2, "the primary serves while its replica loads")
+        self.assertTrue(victim.is_loading())
+        self.assertEqual(primary.commandstat_calls("get"), len(keys))

@@ -144,10 +144,12 @@ TEST_CASE("CLUSTER SHARDS and CLUSTER SLOTS replies") {
   CHECK((*r)[0].last == 100);
   CHECK((*r)[1].first == 200);
   CHECK((*r)[0].primary == "127.0.0.1:7000");
+  CHECK((*r)[0].replicas == std::vector<std::string>{"127.0.0.1:7003"});
   const resp_value slots = arr({arr({num(0), num(5460), arr({str("127.0.0.1"), num(7001), str("id")})})});
   auto s = proxy::parse_cluster_slots(slots);
   REQUIRE(s);
   CHECK((*s)[0].last == 5460);
   CHECK((*s)[0].primary == "127.0.0.1:7001");
+  CHECK((*s)[0].replicas.empty());
   CHECK_FALSE(proxy::parse_cluster_slots(arr({arr({num(0), num(99999), arr({str("h"), num(1)})})})));
 }
