@@ -1,5 +1,7 @@
-// session_core: requests in, decisions made (SPEC §4). Replies and output are in
-// session_replies.cpp, transactions in session_tx.cpp.
+// session_core: requests in, decisions made (SPEC §4). The other parts of the class:
+// session_buffers.cpp (input buffer), session_replies.cpp (links, replies, output),
+// session_tx.cpp (MULTI/EXEC), session_sharded.cpp (split and fan-out),
+// session_fence.cpp (flush fence, shutdown), session_cluster.cpp (redirections).
 
 #include "proxy/session_core.hpp"
 
@@ -142,97 +144,6 @@ bool session_core::wants_client_read() const {
     return false;
   }
   return in_len_ < in_.size() || in_pins_ == 0;
-}
-
-std::pair<char*, size_t> session_core::client_read_buffer() {
-  // No read is outstanding here: the one place where the buffer may move or shrink.
-  if (in_len_ == 0 && in_pins_ == 0 && in_.size() > (1u << 20)) {
-    std::vector<char>(detail::min_read).swap(in_);
-  }
-  size_t free = in_.size() - in_len_;
-  const size_t hint = framer_.bytes_needed_hint();
-  const size_t want_total = hint > 0 ? parse_pos_ + hint : 0;
-  if (in_pins_ == 0 && (free < detail::min_read || want_total > in_.size())) {
-    compact_input();
-    size_t target = std::max(in_len_ + detail::min_read, want_total);
-    if (target > in_.size()) {
-      // Round up to limit the number of regrowths while a big request streams in.
-      size_t cap = std::max<size_t>(in_.size() * 2, detail::min_read);
-      while (cap < target) cap *= 2;
-      in_.resize(cap);
-    }
-    free = in_.size() - in_len_;
-  }
-  if (free == 0) return {nullptr, 0};
-  read_at_ = in_len_;
-  return {in_.data() + in_len_, free};
-}
-
-size_t session_core::input_floor() const {
-  size_t f = parse_pos_;
-  if (!pipe_.empty() && pipe_.front().state != entry_state::done) {
-    f = std::min(f, pipe_.front().req_off);
-  }
-  // Bytes queued for a backend but not yet written may belong to entries that are
-  // already done (CLIENT REPLY OFF): they stay until written.
-  for (const link& l : links_) {
-    for (const seg& s : l.out) {
-      if (!s.gen) f = std::min(f, s.off);
-    }
-  }
-  return std::min(f, tx_floor_);
-}
-
-void session_core::compact_input() {
-  const size_t floor = input_floor();
-  if (floor == 0) return;
-  std::memmove(in_.data(), in_.data() + floor, in_len_ - floor);
-  in_len_ -= floor;
-  parse_pos_ -= floor;
-  for (size_t i = 0; i < pipe_.size(); ++i) {
-    entry& e = pipe_[i];
-    if (e.state != entry_state::done && e.req_off >= floor) e.req_off -= floor;
-  }
-  for (auto& t : txs_) {
-    for (auto& s : t.cmds) {
-      if (s.off >= floor) s.off -= floor;
-    }
-    if (t.exec_off >= floor) t.exec_off -= floor;
-  }
-  if (tx_floor_ != SIZE_MAX) tx_floor_ -= floor;
-  // Nothing is pinned (in_pins_ == 0), but links may have queued segments into in_.
-  for (auto& l : links_) {
-    for (auto& s : l.out) {
-      if (!s.gen) s.off -= floor;
-    }
-  }
-}
-
-bool session_core::touched_since(bool clear) {
-  const bool t = touched_;
-  if (clear) touched_ = false;
-  return t;
-}
-
-void session_core::release_buffers() {
-  if (!pipe_.empty() || in_len_ != 0 || in_pins_ != 0 || !out_.empty() || !writing_.empty() ||
-      !stash_.empty() || held_ != 0 || tx_open_) {
-    return;
-  }
-  for (const link& l : links_) {
-    if (!l.out.empty() || !l.writing.empty() || l.rstart != l.rend) return;
-  }
-  std::vector<char>().swap(in_);
-  parse_pos_ = read_at_ = 0;
-  std::string().swap(out_);
-  std::string().swap(writing_);
-  std::string().swap(stash_);
-  for (link& l : links_) {
-    std::vector<char>().swap(l.rbuf);
-    l.rstart = l.rend = l.read_at = 0;
-    std::string().swap(l.gen);
-    std::string().swap(l.gen_writing);
-  }
 }
 
 void session_core::on_client_data(size_t n) {
@@ -634,95 +545,6 @@ session_core::link& session_core::ensure_link(size_t b) {
 void session_core::answer_local(entry& e, std::string_view reply) {
   e.kind = reply_kind::local;
   deliver(e, reply);
-}
-
-// ---------------------------------------------------------------- flush fence
-
-bool session_core::start_flush(entry& e, const std::vector<size_t>& targets) {
-  // The epoch moves first, synchronously: anything stamped before it is stale from now.
-  for (size_t b : targets) env_.bump_epoch(b);
-  e.is_flush = true;
-  if (!env_.fence_enabled()) {
-    e.fence_passed = true;
-    return true;
-  }
-  own_fence_seq_ = e.seq;
-  hold(e, hold_reason::flush);
-  // The env raises the fence on this thread's sessions before it returns; this one must
-  // know the fence is its own while that happens.
-  own_fence_pending_ = true;
-  own_fence_ = env_.begin_flush(this, targets);
-  own_fence_pending_ = false;
-  return false;
-}
-
-bool session_core::fence_begin(uint64_t fence_id, const std::vector<size_t>& backends) {
-  // Everything accepted so far came before the flush. The flushing session's own later
-  // commands come after it, even if they were read in the same batch.
-  const bool own = own_fence_pending_ || (own_fence_ != 0 && fence_id == own_fence_);
-  fence_mark_ = own ? own_fence_seq_ + 1 : next_seq_;
-  fence_backends_ = backends;
-  fence_id_ = fence_id;
-  if (fence_drained()) {
-    fence_id_ = 0;
-    return true;
-  }
-  return false;
-}
-
-bool session_core::fence_drained() const {
-  for (size_t i = 0; i < pipe_.size(); ++i) {
-    const entry& e = pipe_[i];
-    if (e.seq >= fence_mark_) break;
-    if (e.state == entry_state::done || e.exempt || e.is_flush) continue;
-    // Not yet decided: its backend is not known, so it counts.
-    if (e.state == entry_state::held && e.hold != hold_reason::loading) return false;
-    if (std::find(fence_backends_.begin(), fence_backends_.end(), e.backend) !=
-        fence_backends_.end()) {
-      return false;
-    }
-  }
-  return true;
-}
-
-void session_core::check_fence_drained() {
-  if (fence_id_ == 0 || !fence_drained()) return;
-  const uint64_t id = fence_id_;
-  fence_id_ = 0;
-  env_.session_drained(id);
-}
-
-void session_core::fence_ready(uint64_t fence_id) {
-  if (fence_id != own_fence_) return;
-  for (size_t i = 0; i < pipe_.size(); ++i) {
-    entry& e = pipe_[i];
-    if (e.seq != own_fence_seq_) continue;
-    if (e.state == entry_state::held && e.hold == hold_reason::flush) {
-      e.hold = hold_reason::order;  // resume() decides it now, in its turn
-      e.fence_passed = true;
-    }
-    break;
-  }
-  resume();
-}
-
-// ---------------------------------------------------------------- shutdown
-
-void session_core::begin_shutdown() {
-  shutting_down_ = true;
-  stop_input_ = true;
-  close_when_done_ = true;
-  // Held commands would wait for a backend that may take minutes: answer them now.
-  for (size_t i = 0; i < pipe_.size(); ++i) {
-    entry& e = pipe_[i];
-    if (e.state != entry_state::held) continue;
-    --held_;
-    e.hold = hold_reason::none;
-    release_admission(e);
-    if (e.tx >= 0) abandon_tx(e);
-    answer_local(e, err::shutting_down);
-  }
-  after_completion();
 }
 
 }  // namespace respfence::proxy

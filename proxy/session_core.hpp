@@ -198,7 +198,8 @@ class session_core {
     bool crossslot = false;  // slots mode: its keys live on several backends
   };
 
-  // ---- requests and decisions (session_core.cpp) ----
+  // ---- requests and decisions (session_core.cpp; buffers in session_buffers.cpp,
+  //      the fence in session_fence.cpp) ----
   void parse_input();
   void accept_request(size_t off, size_t len, std::string_view view);
   // Decides an entry; false if it is (still) held.
@@ -236,7 +237,7 @@ class session_core {
   void retry_part(entry& e, uint16_t part, size_t b);
   void finish_merge(entry& e);
 
-  // ---- replies and output (session_replies.cpp) ----
+  // ---- replies and output (session_replies.cpp; redirections in session_cluster.cpp) ----
   void on_reply(size_t b, std::string_view reply, const reply_info& info);
   bool out_of_band(size_t b, std::string_view reply, const reply_info& info) const;
   void deliver(entry& e, std::string_view reply);
