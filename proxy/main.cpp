@@ -34,6 +34,12 @@ void print_check(const policy::config& c) {
             << " admin=" << (c.server.admin.empty() ? "off" : c.server.admin)
             << " threads=" << c.server.threads << " mode=" << policy::to_string(c.routing.mode)
             << "\n";
+  if (c.routing.mode == policy::routing_mode::cluster) {
+    std::cout << "# cluster seeds";
+    for (const auto& seed : c.routing.seeds) std::cout << " " << seed;
+    std::cout << " refresh_interval_ms=" << c.routing.refresh_interval_ms
+              << " read_from=" << policy::to_string(c.routing.reads) << "\n";
+  }
   for (const auto& b : c.backends) {
     std::cout << "# backend " << b.name << " " << b.address;
     if (!b.slots.empty()) {
