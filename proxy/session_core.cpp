@@ -446,26 +446,21 @@ void session_core::send(entry& e, size_t b, const routing::arg_source& args) {
     no_reply = true;
     reply_skip_next_ = false;
   }
+  // Inside MULTI the server answers +QUEUED, not confirmations.
+  if (is_subscribe_kind(k) && !links_[b].server_multi) {
+    kind = reply_kind::subscribe;
+    if (args.argc() >= 2) {
+      e.expect = static_cast<uint32_t>(args.argc() - 1);
+    } else {
+      // No arguments: one confirmation per subscription of that kind, at least one.
+      const int64_t n = k == command_kind::unsubscribe    ? sub_channels_
+                        : k == command_kind::punsubscribe ? sub_patterns_
+                        : k == command_kind::sunsubscribe ? sub_shard_
+                                                          : 1;
+      e.expect = static_cast<uint32_t>(n > 0 ? n : 1);
+    }
+  }
   switch (k) {
-    case command_kind::subscribe:
-    case command_kind::psubscribe:
-    case command_kind::ssubscribe:
-    case command_kind::unsubscribe:
-    case command_kind::punsubscribe:
-    case command_kind::sunsubscribe:
-      if (links_[b].server_multi) break;  // inside MULTI the server answers +QUEUED
-      kind = reply_kind::subscribe;
-      if (args.argc() >= 2) {
-        e.expect = static_cast<uint32_t>(args.argc() - 1);
-      } else {
-        // No arguments: one confirmation per subscription of that kind, at least one.
-        const int64_t n = k == command_kind::unsubscribe    ? sub_channels_
-                          : k == command_kind::punsubscribe ? sub_patterns_
-                          : k == command_kind::sunsubscribe ? sub_shard_
-                                                            : 1;
-        e.expect = static_cast<uint32_t>(n > 0 ? n : 1);
-      }
-      break;
     case command_kind::multi:
       links_[b].server_multi = true;
       break;
