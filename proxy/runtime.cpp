@@ -93,6 +93,14 @@ runtime::~runtime() {
   for (auto& w : workers_) w->join();
 }
 
+template <typename F>
+void runtime::post_to_workers(F f) {
+  for (auto& w : workers_) {
+    worker* wp = w.get();
+    asio::post(wp->io(), [wp, f] { f(*wp); });
+  }
+}
+
 std::shared_ptr<const routing::router> runtime::router() const {
   std::lock_guard<std::mutex> lock(mu_);
   return router_;
@@ -113,11 +121,7 @@ size_t runtime::add_backend(const std::string& address) {
     probers_.push_back(std::make_unique<prober>(*registry_, b, *ep, health_));
     if (running_) probers_.back()->start();
   }
-  const backend_snapshot snap = registry_->snapshot(b);
-  for (auto& w : workers_) {
-    worker* wp = w.get();
-    asio::post(wp->io(), [wp, b, snap] { wp->set_backend(b, snap); });
-  }
+  on_backend_change(b, registry_->snapshot(b));
   return b;
 }
 
@@ -130,10 +134,7 @@ void runtime::publish_cluster_map(routing::slot_map map, std::vector<int32_t> re
     std::lock_guard<std::mutex> lock(mu_);
     router_ = r;
   }
-  for (auto& w : workers_) {
-    worker* wp = w.get();
-    asio::post(wp->io(), [wp, r] { wp->set_router(r); });
-  }
+  post_to_workers([r](worker& w) { w.set_router(r); });
 }
 
 void runtime::refresh_topology() {
@@ -146,10 +147,7 @@ std::shared_ptr<const policy::policy_table> runtime::current_policy() const {
 }
 
 void runtime::on_backend_change(size_t b, const backend_snapshot& s) {
-  for (auto& w : workers_) {
-    worker* wp = w.get();
-    asio::post(wp->io(), [wp, b, s] { wp->set_backend(b, s); });
-  }
+  post_to_workers([b, s](worker& w) { w.set_backend(b, s); });
 }
 
 void runtime::on_learned(size_t, const policy::learned_commands& cmds) {
@@ -167,10 +165,7 @@ void runtime::publish_policy() {
     policy_ = policy::policy_table::build(cfg_.policy, learned_ ? &*learned_ : nullptr);
     p = policy_;
   }
-  for (auto& w : workers_) {
-    worker* wp = w.get();
-    asio::post(wp->io(), [wp, p] { wp->set_policy(p); });
-  }
+  post_to_workers([p](worker& w) { w.set_policy(p); });
 }
 
 int runtime::run() {
@@ -293,10 +288,7 @@ void runtime::begin_shutdown() {
     log::warn("shutdown_timeout", {{"idle_workers", idle_workers_.load()}});
     finish_shutdown();
   });
-  for (auto& w : workers_) {
-    worker* wp = w.get();
-    asio::post(wp->io(), [wp] { wp->begin_shutdown(); });
-  }
+  post_to_workers([](worker& w) { w.begin_shutdown(); });
 }
 
 void runtime::worker_idle(size_t) {
@@ -352,11 +344,8 @@ std::string runtime::reload(bool* ok) {
   }
   log::set_level(n.server.log);
   health_.set(n.health, n.policy.learn_from_backend);
-  for (auto& w : workers_) {
-    worker* wp = w.get();
-    const size_t limit = n.server.client_output_limit;
-    asio::post(wp->io(), [wp, limit] { wp->set_output_limit(limit); });
-  }
+  const size_t limit = n.server.client_output_limit;
+  post_to_workers([limit](worker& w) { w.set_output_limit(limit); });
   publish_policy();
   for (size_t b = 0; b < registry_->size(); ++b) registry_->wake(b);
   if (ok) *ok = true;

@@ -65,6 +65,9 @@ class runtime {
   void on_backend_change(size_t b, const backend_snapshot& s);
   void on_learned(size_t b, const policy::learned_commands& cmds);
   void publish_policy();
+  // Runs f(worker&) on every worker's own thread (a message to each).
+  template <typename F>
+  void post_to_workers(F f);
   void accept();
   void wait_signal();
   void begin_shutdown();
