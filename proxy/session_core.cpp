@@ -252,18 +252,18 @@ bool session_core::dispatch(entry& e, const routing::arg_source& args) {
     }
   }
   if (e.force_backend >= 0 && r.kind == routing::route_kind::backend) {
-    // Cluster: where -MOVED or -ASK said the key is, whatever the map says yet.
+    // Cluster: where -MOVED or -ASK said the key is, whatever the map says yet
+    // (redirected() has made room for that link).
     b = static_cast<size_t>(e.force_backend);
-    if (links_.size() <= b) links_.resize(b + 1);
   }
   e.backend = static_cast<uint16_t>(b);
 
-  if (tx_open_ || k == command_kind::multi) return dispatch_tx(e, args, cmd, r);
+  if (tx_open_ || k == command_kind::multi) return dispatch_tx(e, args, cmd, r, ru);
   if (k == command_kind::watch) watch_backend_ = static_cast<int32_t>(b);
   if (k == command_kind::unwatch || k == command_kind::exec || k == command_kind::discard) {
     watch_backend_ = -1;
   }
-  if (r.kind != routing::route_kind::backend) return dispatch_sharded(e, args, cmd, r);
+  if (r.kind != routing::route_kind::backend) return dispatch_sharded(e, args, ru, r);
   // Pub/sub confirmations come as a stream on one link: in slots mode, with replies
   // due from other links, such a command waits until it is the oldest unanswered one.
   if (router.sharded() && e.seq != head_seq_ && is_subscribe_kind(k)) {

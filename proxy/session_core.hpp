@@ -218,10 +218,11 @@ class session_core {
   size_t input_floor() const;
 
   // ---- transactions (session_tx.cpp) ----
+  // `ru` is the command's rule, as dispatch() looked it up.
   bool dispatch_tx(entry& e, const routing::arg_source& args, const policy::command_entry* cmd,
-                   routing::route r);
+                   routing::route r, const policy::rule& ru);
   bool defer_command(entry& e, const routing::arg_source& args, const policy::command_entry* cmd,
-                     routing::route r);
+                     routing::route r, const policy::rule& ru);
   bool exec_held_tx(entry& e, size_t b);
   void abandon_tx(entry& e);
   int32_t new_tx();
@@ -229,8 +230,8 @@ class session_core {
   void reset_tx();
 
   // ---- slots mode: split and fan-out (session_sharded.cpp) ----
-  bool dispatch_sharded(entry& e, const routing::arg_source& args,
-                        const policy::command_entry* cmd, routing::route r);
+  bool dispatch_sharded(entry& e, const routing::arg_source& args, const policy::rule& ru,
+                        routing::route r);
   int32_t new_merge();
   bool send_parts(entry& e);
   void on_part_reply(entry& e, uint16_t part, std::string_view reply);

@@ -26,20 +26,17 @@ int32_t session_core::new_merge() {
 }
 
 bool session_core::dispatch_sharded(entry& e, const routing::arg_source& args,
-                                    const policy::command_entry* cmd, routing::route r) {
+                                    const policy::rule& ru, routing::route r) {
+  // e.retry and e.timeout_ms are set: dispatch() decided them from the same rule.
   const command_kind k = e.ckind;
   const routing::router& router = rt();
   const std::vector<uint16_t>& primaries = router.primaries();
   const size_t shards = primaries.size();
-  const policy::policy_table& pol = env_.policy();
-  const policy::rule& ru = cmd ? pol.rule_for(*cmd) : pol.unknown_rule();
 
   if (k == command_kind::scan) {
     scan_cursor c;
     if (args.argc() < 2 || !decode_scan_cursor(args.arg(1), shards, c)) {
       // Not a cursor the proxy made: the first backend answers the error.
-      e.retry = ru.act == policy::action::queue;
-      e.timeout_ms = ru.timeout_ms;
       send(e, primaries.front(), args);
       return true;
     }
@@ -106,8 +103,6 @@ bool session_core::dispatch_sharded(entry& e, const routing::arg_source& args,
   m.loading_safe = ru.loading_safe && !ru.overridden;
   m.overridden = ru.overridden;
   e.kind = reply_kind::merge;
-  e.retry = ru.act == policy::action::queue || m.loading_safe;
-  e.timeout_ms = ru.timeout_ms;
   if (args.argc() >= 2 && k == command_kind::ping) {
     m.ping_message.assign(args.arg(1));
     m.has_message = true;

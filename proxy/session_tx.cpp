@@ -67,7 +67,8 @@ void session_core::abandon_tx(entry& e) {
 }
 
 bool session_core::dispatch_tx(entry& e, const routing::arg_source& args,
-                               const policy::command_entry* cmd, routing::route r) {
+                               const policy::command_entry* cmd, routing::route r,
+                               const policy::rule& ru) {
   const command_kind k = e.ckind;
   size_t b = r.backend;
   if (!tx_open_) {
@@ -148,10 +149,8 @@ bool session_core::dispatch_tx(entry& e, const routing::arg_source& args,
       default:
         break;
     }
-    const policy::policy_table& pol = env_.policy();
     const backend_view& v = env_.view(b);
     const bool fenced = v.fence_level > 0 && e.seq >= fence_mark_;
-    const policy::rule& ru = cmd ? pol.rule_for(*cmd) : pol.unknown_rule();
     const bool server_decides = cmd == nullptr || !cmd->arity_ok(args.argc());
     policy::action act = policy::action::forward;
     if (fenced) {
@@ -236,12 +235,13 @@ bool session_core::dispatch_tx(entry& e, const routing::arg_source& args,
       return exec_held_tx(e, b);
     }
     default:
-      return defer_command(e, args, cmd, r);
+      return defer_command(e, args, cmd, r, ru);
   }
 }
 
 bool session_core::defer_command(entry& e, const routing::arg_source& args,
-                                 const policy::command_entry* cmd, routing::route r) {
+                                 const policy::command_entry* cmd, routing::route r,
+                                 const policy::rule& ru) {
   tx_block& t = txs_[static_cast<size_t>(tx_cur_)];
   if (rt().sharded()) {
     if (r.kind == routing::route_kind::split || r.kind == routing::route_kind::crossslot) {
@@ -289,7 +289,6 @@ bool session_core::defer_command(entry& e, const routing::arg_source& args,
   t.cmds.push_back(seg{false, e.req_off, e.req_len});
   tx_floor_ = std::min(tx_floor_, e.req_off);
   if (cmd != nullptr) {
-    const policy::rule& ru = pol.rule_for(*cmd);
     if (!ru.loading_safe || ru.overridden) {
       // The block waits as long as its most patient command, and fails fast if any
       // command of it would.
