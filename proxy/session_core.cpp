@@ -307,17 +307,10 @@ bool session_core::dispatch(entry& e, const routing::arg_source& args) {
       send_rewritten_ping(e, b, args);
       env_.count(b, counter::rewritten);
       return true;
-    case decision::answer_pong: {
-      std::string reply;
-      if (args.argc() >= 2) {
-        write_to(reply).bulk(args.arg(1));
-      } else {
-        reply = rep::pong;
-      }
-      answer_local(e, reply);
+    case decision::answer_pong:
+      answer_local(e, detail::ping_answer(args.argc() >= 2, args.argc() >= 2 ? args.arg(1) : ""));
       env_.count(b, counter::rewritten);
       return true;
-    }
     case decision::queue:
       return hold_for_loading(e, b, ru.timeout_ms);
     case decision::reject:
@@ -501,11 +494,7 @@ void session_core::send_rewritten_ping(entry& e, size_t b, const routing::arg_so
   // ECHO is loading-safe; its answer is PING's for "PING msg", and +PONG for a bare PING.
   link& l = ensure_link(b);
   const size_t start = l.gen.size();
-  if (args.argc() >= 2) {
-    write_to(l.gen).array(2).bulk("ECHO").bulk(args.arg(1));
-  } else {
-    write_to(l.gen).array(2).bulk("ECHO").bulk("PONG");
-  }
+  detail::write_echo_for_ping(l.gen, args.argc() >= 2, args.argc() >= 2 ? args.arg(1) : "");
   l.out.push_back(seg{true, start, l.gen.size() - start});
   e.state = entry_state::sent;
   e.backend = static_cast<uint16_t>(b);

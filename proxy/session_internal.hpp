@@ -6,6 +6,7 @@
 
 #include "policy/loading_policy.hpp"
 #include "policy/text.hpp"
+#include "proxy/errors.hpp"
 #include "proxy/request_framer.hpp"
 #include "proxy/resp_writer.hpp"
 #include "routing/keys.hpp"
@@ -25,6 +26,19 @@ bool is_subscribe_kind(policy::command_kind k);
 // The command (or container|subcommand) entry; null when the table does not know it.
 const policy::command_entry* lookup(const policy::policy_table& pol,
                                     const routing::arg_source& args);
+
+// PING while its backend loads: the ECHO sent instead (its answer is PING's for
+// "PING msg"; a bare PING echoes "PONG"), and PING's answer when the proxy gives it.
+template <typename Buffer>
+void write_echo_for_ping(Buffer& out, bool has_msg, std::string_view msg) {
+  write_to(out).array(2).bulk("ECHO").bulk(has_msg ? msg : std::string_view("PONG"));
+}
+inline std::string ping_answer(bool has_msg, std::string_view msg) {
+  if (!has_msg) return std::string(rep::pong);
+  std::string s;
+  write_to(s).bulk(msg);
+  return s;
+}
 
 // The arguments of a framed request, for routing.
 class framed_args final : public routing::arg_source {

@@ -156,15 +156,14 @@ bool session_core::send_parts(entry& e) {
       const bool bare = !m.has_message;
       if (!v.echo_loading_safe) {
         // The backend is alive but cannot ECHO while loading: answer its part here.
-        m.replies[p] = bare ? std::string(rep::pong) : std::string();
-        if (!bare) write_to(m.replies[p]).bulk(m.ping_message);
+        m.replies[p] = detail::ping_answer(m.has_message, m.ping_message);
         m.state[p] = part_state::answered;
         ++m.answered;
         env_.count(t, counter::rewritten);
         continue;
       }
       const size_t start = l.gen.size();
-      write_to(l.gen).array(2).bulk("ECHO").bulk(bare ? std::string_view("PONG") : m.ping_message);
+      detail::write_echo_for_ping(l.gen, m.has_message, m.ping_message);
       l.out.push_back(seg{true, start, l.gen.size() - start});
       m.ping_bare[p] = bare ? 1 : 0;
       env_.count(t, counter::rewritten);
