@@ -51,7 +51,7 @@ bool session_core::redirected(size_t b, const inflight_item& it, std::string_vie
   l.inflight.pop_front();
   env_.count(b, counter::retried);
   if (it.what == detail::item_part) {
-    merge_state& m = merges_[static_cast<size_t>(e.merge)];
+    merge_state& m = merges_[e.merge];
     m.state[it.part] = part_state::pending;
     if (target != SIZE_MAX) {
       m.part_backend[it.part] = static_cast<uint16_t>(target);
@@ -67,7 +67,7 @@ bool session_core::redirected(size_t b, const inflight_item& it, std::string_vie
     return true;
   }
   if (e.tx >= 0) {
-    txs_[static_cast<size_t>(e.tx)].multi_sent = false;
+    txs_[e.tx].multi_sent = false;
     // ASKING does not carry over MULTI: a moving slot's transaction waits instead.
     if (rd.kind == err::redirect_kind::ask) target = SIZE_MAX;
   }

@@ -28,6 +28,7 @@
 #include "proxy/request_framer.hpp"
 #include "proxy/ring.hpp"
 #include "proxy/session_env.hpp"
+#include "proxy/slot_pool.hpp"
 #include "routing/router.hpp"
 
 namespace respfence::proxy {
@@ -225,14 +226,12 @@ class session_core {
                      routing::route r, const policy::rule& ru);
   bool exec_held_tx(entry& e, size_t b);
   void abandon_tx(entry& e);
-  int32_t new_tx();
   void free_tx(int32_t i);
   void reset_tx();
 
   // ---- slots mode: split and fan-out (session_sharded.cpp) ----
   bool dispatch_sharded(entry& e, const routing::arg_source& args, const policy::rule& ru,
                         routing::route r);
-  int32_t new_merge();
   bool send_parts(entry& e);
   void on_part_reply(entry& e, uint16_t part, std::string_view reply);
   void retry_part(entry& e, uint16_t part, size_t b);
@@ -293,10 +292,8 @@ class session_core {
   std::string stash_;    // replies that came back before their turn
   size_t stash_live_ = 0;
 
-  std::vector<merge_state> merges_;
-  std::vector<int32_t> free_merges_;
-  std::vector<tx_block> txs_;
-  std::vector<int32_t> free_txs_;
+  slot_pool<merge_state> merges_;
+  slot_pool<tx_block> txs_;
 
   // Per-connection state, replayed on every new backend connection.
   std::string replay_auth_;

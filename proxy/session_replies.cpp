@@ -115,7 +115,7 @@ void session_core::on_link_failed(size_t b, bool was_open) {
     if (e.state != entry_state::sent) return;
     // Never sent: it waits like any command for a backend that is down, and is decided
     // again (under the policy then in force) when the backend is back.
-    if (e.tx >= 0) txs_[static_cast<size_t>(e.tx)].multi_sent = false;
+    if (e.tx >= 0) txs_[e.tx].multi_sent = false;
     hold_for_loading(e, b, e.timeout_ms);
   });
   after_completion();
@@ -312,7 +312,7 @@ void session_core::on_reply(size_t b, std::string_view reply, const reply_info& 
     // send it whole again, where -MOVED said, or after a pause.
     l.inflight.pop_front();
     e.saw_redirect = false;
-    txs_[static_cast<size_t>(e.tx)].multi_sent = false;
+    txs_[e.tx].multi_sent = false;
     if (++e.redirects > 16) {
       deliver(e, reply);
     } else if (e.force_backend >= 0) {
@@ -328,7 +328,7 @@ void session_core::on_reply(size_t b, std::string_view reply, const reply_info& 
     // and never show the client this answer.
     l.inflight.pop_front();
     env_.count(b, counter::retried);
-    if (e.tx >= 0) txs_[static_cast<size_t>(e.tx)].multi_sent = false;
+    if (e.tx >= 0) txs_[e.tx].multi_sent = false;
     hold_for_loading(e, b, e.timeout_ms);
     return;
   }
@@ -443,7 +443,7 @@ void session_core::complete(entry& e) {
     env_.record_latency_us(static_cast<uint64_t>(std::max<int64_t>(0, batch_us_ - e.t0_us)));
   }
   if (e.merge >= 0) {
-    free_merges_.push_back(e.merge);
+    merges_.release(e.merge);
     e.merge = -1;
   }
   if (e.tx >= 0) {

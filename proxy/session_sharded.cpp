@@ -15,16 +15,6 @@ using policy::backend_state;
 using policy::command_kind;
 using routing::merge_rule;
 
-int32_t session_core::new_merge() {
-  if (!free_merges_.empty()) {
-    const int32_t i = free_merges_.back();
-    free_merges_.pop_back();
-    return i;
-  }
-  merges_.emplace_back();
-  return static_cast<int32_t>(merges_.size() - 1);
-}
-
 bool session_core::dispatch_sharded(entry& e, const routing::arg_source& args,
                                     const policy::rule& ru, routing::route r) {
   // e.retry and e.timeout_ms are set: dispatch() decided them from the same rule.
@@ -40,8 +30,8 @@ bool session_core::dispatch_sharded(entry& e, const routing::arg_source& args,
       send(e, primaries.front(), args);
       return true;
     }
-    e.merge = new_merge();
-    merge_state& m = merges_[static_cast<size_t>(e.merge)];
+    e.merge = merges_.acquire();
+    merge_state& m = merges_[e.merge];
     m.reset(merge_rule::scan, 1);
     m.shards = static_cast<uint16_t>(shards);
     m.scan_shard = c.shard;
@@ -54,8 +44,8 @@ bool session_core::dispatch_sharded(entry& e, const routing::arg_source& args,
       const std::vector<size_t> all(primaries.begin(), primaries.end());
       if (!start_flush(e, all)) return false;
     }
-    e.merge = new_merge();
-    merge_state& m = merges_[static_cast<size_t>(e.merge)];
+    e.merge = merges_.acquire();
+    merge_state& m = merges_[e.merge];
     m.reset(routing::merge_rule_for(k), static_cast<uint16_t>(shards));
     m.shards = static_cast<uint16_t>(shards);
     for (size_t i = 0; i < shards; ++i) {
@@ -64,8 +54,8 @@ bool session_core::dispatch_sharded(entry& e, const routing::arg_source& args,
     }
   } else {
     // Split: one part per backend, in the order the backends first appear.
-    e.merge = new_merge();
-    merge_state& m = merges_[static_cast<size_t>(e.merge)];
+    e.merge = merges_.acquire();
+    merge_state& m = merges_[e.merge];
     m.reset(routing::merge_rule_for(k), 0);
     m.shards = static_cast<uint16_t>(shards);
     const size_t step = k == command_kind::mset ? 2 : 1;
@@ -98,7 +88,7 @@ bool session_core::dispatch_sharded(entry& e, const routing::arg_source& args,
       }
     }
   }
-  merge_state& m = merges_[static_cast<size_t>(e.merge)];
+  merge_state& m = merges_[e.merge];
   m.act = ru.act;
   m.loading_safe = ru.loading_safe && !ru.overridden;
   m.overridden = ru.overridden;
@@ -111,7 +101,7 @@ bool session_core::dispatch_sharded(entry& e, const routing::arg_source& args,
 }
 
 bool session_core::send_parts(entry& e) {
-  merge_state& m = merges_[static_cast<size_t>(e.merge)];
+  merge_state& m = merges_[e.merge];
   const policy::policy_table& pol = env_.policy();
   const bool is_ping = e.ckind == command_kind::ping;
   // The fence and the loading policy are decided for the command as a whole: it waits
@@ -188,7 +178,7 @@ bool session_core::send_parts(entry& e) {
 
 void session_core::on_part_reply(entry& e, uint16_t part, std::string_view reply) {
   if (e.merge < 0 || e.state == entry_state::done) return;  // answered already
-  merge_state& m = merges_[static_cast<size_t>(e.merge)];
+  merge_state& m = merges_[e.merge];
   if (part >= m.parts || m.state[part] == part_state::answered) return;
   if (m.ping_bare[part] && !reply.empty() && reply[0] == '$') {
     m.replies[part] = rep::pong;
@@ -203,14 +193,14 @@ void session_core::on_part_reply(entry& e, uint16_t part, std::string_view reply
 
 void session_core::retry_part(entry& e, uint16_t part, size_t b) {
   if (e.merge < 0 || e.state == entry_state::done) return;
-  merge_state& m = merges_[static_cast<size_t>(e.merge)];
+  merge_state& m = merges_[e.merge];
   if (part < m.parts && m.state[part] == part_state::sent) m.state[part] = part_state::pending;
   env_.count(b, counter::retried);
   if (e.state == entry_state::sent) hold_for_loading(e, b, e.timeout_ms);
 }
 
 void session_core::finish_merge(entry& e) {
-  const merge_state& m = merges_[static_cast<size_t>(e.merge)];
+  const merge_state& m = merges_[e.merge];
   const std::string merged = merge_replies(m, resp3_);
   if (!merged.empty() && merged[0] != '-') record_state(e, merged);
   deliver(e, merged);

@@ -21,18 +21,8 @@ constexpr std::string_view k_multi = "*1\r\n$5\r\nMULTI\r\n";
 constexpr std::string_view k_discard = "*1\r\n$7\r\nDISCARD\r\n";
 }  // namespace
 
-int32_t session_core::new_tx() {
-  if (!free_txs_.empty()) {
-    const int32_t i = free_txs_.back();
-    free_txs_.pop_back();
-    return i;
-  }
-  txs_.emplace_back();
-  return static_cast<int32_t>(txs_.size() - 1);
-}
-
 void session_core::free_tx(int32_t i) {
-  tx_block& t = txs_[static_cast<size_t>(i)];
+  tx_block& t = txs_[i];
   t.cmds.clear();
   t.exec_off = SIZE_MAX;
   t.exec_len = 0;
@@ -42,7 +32,7 @@ void session_core::free_tx(int32_t i) {
   t.crossslot = false;
   t.act = policy::action::forward;
   t.timeout_ms = UINT32_MAX;
-  free_txs_.push_back(i);
+  txs_.release(i);
 }
 
 void session_core::reset_tx() {
@@ -56,7 +46,7 @@ void session_core::reset_tx() {
 }
 
 void session_core::abandon_tx(entry& e) {
-  tx_block& t = txs_[static_cast<size_t>(e.tx)];
+  tx_block& t = txs_[e.tx];
   // The server connection is inside MULTI: leave it clean for the next command.
   if (t.multi_sent && links_[e.backend].state == link::conn::open) {
     send_gen(e.backend, k_discard, detail::item_swallow, e.seq);
@@ -81,7 +71,7 @@ bool session_core::dispatch_tx(entry& e, const routing::arg_source& args,
     const bool fenced = v.fence_level > 0 && e.seq >= fence_mark_;
     if (rt().sharded() || v.state != backend_state::ready || fenced) {
       tx_deferred_ = true;
-      tx_cur_ = new_tx();
+      tx_cur_ = txs_.acquire();
       answer_local(e, rep::ok);
       return true;
     }
@@ -171,8 +161,8 @@ bool session_core::dispatch_tx(entry& e, const routing::arg_source& args,
         return true;
       case policy::action::queue:
         tx_deferred_ = true;
-        tx_cur_ = new_tx();
-        txs_[static_cast<size_t>(tx_cur_)].multi_sent = true;
+        tx_cur_ = txs_.acquire();
+        txs_[tx_cur_].multi_sent = true;
         break;
     }
   }
@@ -186,7 +176,7 @@ bool session_core::dispatch_tx(entry& e, const routing::arg_source& args,
       answer_local(e, err::watch_inside_multi);
       return true;
     case command_kind::discard: {
-      const bool sent = txs_[static_cast<size_t>(tx_cur_)].multi_sent;
+      const bool sent = txs_[tx_cur_].multi_sent;
       free_tx(tx_cur_);
       reset_tx();
       if (sent) {
@@ -197,7 +187,7 @@ bool session_core::dispatch_tx(entry& e, const routing::arg_source& args,
       return true;
     }
     case command_kind::exec: {
-      tx_block& t = txs_[static_cast<size_t>(tx_cur_)];
+      tx_block& t = txs_[tx_cur_];
       if (rt().sharded()) {
         // The block runs where its keys are (and where WATCH looked), on one backend.
         const bool split = t.crossslot ||
@@ -242,7 +232,7 @@ bool session_core::dispatch_tx(entry& e, const routing::arg_source& args,
 bool session_core::defer_command(entry& e, const routing::arg_source& args,
                                  const policy::command_entry* cmd, routing::route r,
                                  const policy::rule& ru) {
-  tx_block& t = txs_[static_cast<size_t>(tx_cur_)];
+  tx_block& t = txs_[tx_cur_];
   if (rt().sharded()) {
     if (r.kind == routing::route_kind::split || r.kind == routing::route_kind::crossslot) {
       t.crossslot = true;
@@ -305,7 +295,7 @@ bool session_core::defer_command(entry& e, const routing::arg_source& args,
 }
 
 bool session_core::exec_held_tx(entry& e, size_t b) {
-  tx_block& t = txs_[static_cast<size_t>(e.tx)];
+  tx_block& t = txs_[e.tx];
   const backend_view& v = env_.view(b);
   // How long the block may wait for the backend, now and if it is sent back later.
   e.timeout_ms =
