@@ -156,7 +156,9 @@ frame_status reply_framer::next(std::string_view buf) {
           break;
         }
         long long n = 0;
-        if (!redis_string2ll(line, n) || n < -1 || (n == -1 && type != '*')) {
+        // A count past 2^62 would overflow when doubled for a map; no server sends one.
+        if (!redis_string2ll(line, n) || n < -1 || (n == -1 && type != '*') ||
+            n > (int64_t{1} << 62)) {
           return fail(proto_error::bad_reply);
         }
         record_element(type, body, 0, n);

@@ -11,7 +11,20 @@ class parser {
   explicit parser(std::string_view s) : s_(s) {}
 
   bool value(resp_value& out, int depth) {
-    if (depth > 512 || pos_ >= s_.size()) return false;
+    // An attribute annotates the value after it at the same depth, as the framer counts it;
+    // a loop rather than recursion, so a long chain of attributes cannot nest the parser.
+    while (true) {
+      if (depth > 512 || pos_ >= s_.size()) return false;
+      if (s_[pos_] != '|') return plain_value(out, depth);
+      resp_value attribute;
+      if (!plain_value(attribute, depth)) return false;
+    }
+  }
+
+  bool done() const { return pos_ == s_.size(); }
+
+ private:
+  bool plain_value(resp_value& out, int depth) {
     const size_t cr = s_.find("\r\n", pos_);
     if (cr == std::string_view::npos) return false;
     out.type = s_[pos_];
@@ -51,19 +64,14 @@ class parser {
       case '>':
       case '|': {
         if (line == "?") return streamed_aggregate(out, depth);
-        if (!redis_string2ll(line, n) || n < -1) return false;
+        // Every element takes at least three bytes, so a count past the input is a lie.
+        if (!redis_string2ll(line, n) || n < -1 || n > static_cast<long long>(s_.size())) return false;
         out.integer = n;
         const long long count = (out.type == '%' || out.type == '|') ? n * 2 : n;
         for (long long i = 0; i < count; ++i) {
           resp_value v;
           if (!value(v, depth + 1)) return false;
           out.elems.push_back(std::move(v));
-        }
-        if (out.type == '|') {
-          // An attribute annotates the value that follows; keep the value.
-          resp_value v;
-          if (!value(v, depth + 1)) return false;
-          out = std::move(v);
         }
         return true;
       }
@@ -72,9 +80,6 @@ class parser {
     }
   }
 
-  bool done() const { return pos_ == s_.size(); }
-
- private:
   bool streamed_string(resp_value& out) {
     out.type = '$';
     while (true) {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "proxy/reply_framer.hpp"
+#include "proxy/resp_value.hpp"
 #include "proxy/resp_writer.hpp"
 
 using namespace respfence::proxy;
@@ -213,4 +214,22 @@ TEST_CASE("bad replies are errors, not hangs") {
   std::string deep;
   for (int i = 0; i < 600; ++i) deep += "*1\r\n";
   CHECK(frame_all(deep, {}).error);
+}
+
+TEST_CASE("a chain of attributes adds no depth, for the framer and the value parser alike") {
+  // Found by fuzz_reply_framer: 600 empty attributes before a value framed as one reply but
+  // nested the value parser 600 deep, past its limit.
+  std::string chain;
+  for (int i = 0; i < 600; ++i) chain += (i % 2 == 0) ? "|0\r\n" : "|1\r\n+k\r\n+v\r\n";
+  chain += ":42\r\n";
+  const framed f = frame_all(chain, {});
+  CHECK_FALSE(f.error);
+  REQUIRE(f.replies.size() == 1);
+  const auto v = respfence::proxy::parse_resp(f.replies[0]);
+  REQUIRE(v.has_value());
+  CHECK(v->type == ':');
+  CHECK(v->integer == 42);
+  // Counts so large that doubling them for a map would overflow are refused.
+  CHECK(frame_all("%4611686018427387905\r\n", {}).error);
+  CHECK_FALSE(respfence::proxy::parse_resp("%4611686018427387905\r\n").has_value());
 }
