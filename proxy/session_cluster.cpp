@@ -44,8 +44,11 @@ bool session_core::redirected(size_t b, const inflight_item& it, std::string_vie
   }
   if (rd.kind == err::redirect_kind::clusterdown) {
     // Waits like a queued command would, up to its deadline; otherwise the client sees it.
+    // Only the deadline bounds it: a primary that has just loaded stays CLUSTERDOWN until
+    // the others clear its FAIL flag (twice the node timeout), which takes many retries.
     const int64_t deadline = e.t0_us / 1000 + e.timeout_ms;
     if (!e.retry || env_.now_ms() >= deadline) return false;
+    e.redirects = std::min<uint8_t>(e.redirects, 8);
   }
   if (++e.redirects > 16) return false;
   l.inflight.pop_front();

@@ -1,6 +1,7 @@
 // Cluster mode in the session core: -MOVED, -ASK, -TRYAGAIN, -CLUSTERDOWN never reach
 // the client; and the topology parsers. The fake env names backends "node:<index>".
 
+#include <chrono>
 #include <doctest/doctest.h>
 
 #include "proxy/cluster_topology.hpp"
@@ -92,6 +93,45 @@ TEST_CASE("-CLUSTERDOWN: waits like a queued command, surfaces under reject") {
   g.written(0);
   g.reply("-CLUSTERDOWN The cluster is down\r\n", 0);
   CHECK(g.output() == "-CLUSTERDOWN The cluster is down\r\n");
+}
+
+TEST_CASE("-CLUSTERDOWN: retried for as long as the deadline allows, not a fixed count") {
+  // A primary that has just loaded answers CLUSTERDOWN until the others clear its FAIL
+  // flag; that takes seconds and far more than the 16 retries a redirection gets.
+  session_fixture f = cluster();
+  // The deadline counts from the command's arrival, stamped with the steady clock.
+  const auto steady_ms = [] {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  };
+  f.env.now = steady_ms();
+  f.client(cmd({"GET", "k"}));
+  f.written(0);
+  for (int i = 0; i < 19; ++i) {  // 19 retries, 500 ms apart (the longest backoff): 9.5 s
+    f.reply("-CLUSTERDOWN The cluster is down\r\n", 0);
+    CHECK(f.output().empty());
+    f.env.now += 500;
+    f.core.tick(f.env.now);
+    REQUIRE(f.written(0) == cmd({"GET", "k"}));
+  }
+  f.reply("$1\r\nv\r\n", 0);
+  CHECK(f.output() == "$1\r\nv\r\n");
+  // Past the deadline (10 s by default) the client is told.
+  f.env.now = steady_ms();
+  f.client(cmd({"GET", "k"}));
+  f.written(0);
+  std::string out;
+  int tries = 0;
+  for (; tries < 50 && out.empty(); ++tries) {
+    f.reply("-CLUSTERDOWN The cluster is down\r\n", 0);
+    out = f.output();
+    f.env.now += 500;
+    f.core.tick(f.env.now);
+    f.written(0);
+  }
+  CHECK(out == "-CLUSTERDOWN The cluster is down\r\n");
+  CHECK(tries >= 19);
 }
 
 TEST_CASE("a split command: one part moved, the merged answer is still in key order") {
