@@ -58,6 +58,7 @@ enum class command_kind : uint8_t {
   monitor,
   flushall,
   flushdb,
+  debug,  // DEBUG RELOAD swaps the dataset
   // Routing merge rules (slots mode).
   mget,
   mset,

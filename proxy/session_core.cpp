@@ -454,6 +454,15 @@ void session_core::send(entry& e, size_t b, const routing::arg_source& args) {
     }
   }
   switch (k) {
+    case command_kind::debug:
+      // DEBUG RELOAD replaces the dataset with the RDB file's: a loading phase completes
+      // (SPEC 5.3), usually too fast for the prober to see. Like a flush, the epoch moves
+      // before the command goes.
+      if (args.argc() >= 2 && policy::iequals_lower(args.arg(1), "reload") &&
+          !links_[b].server_multi) {
+        env_.bump_epoch(b, "debug_reload_through_proxy");
+      }
+      break;
     case command_kind::multi:
       links_[b].server_multi = true;
       break;

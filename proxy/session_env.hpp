@@ -62,7 +62,7 @@ class session_env {
   // far, holds what comes after, and reports when the earlier commands are answered.
   // The env then calls fence_ready() on the flushing session, which sends the flush and
   // calls flush_done() when it is answered; that lifts the fence everywhere.
-  virtual void bump_epoch(size_t backend) = 0;
+  virtual void bump_epoch(size_t backend, const char* why) = 0;
   // A flush is on its way to `backend` (the prober must not count it as someone else's).
   virtual void flush_sent(size_t backend) = 0;
   virtual uint64_t begin_flush(session_core* s, const std::vector<size_t>& backends) = 0;

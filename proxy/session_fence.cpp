@@ -13,7 +13,7 @@ namespace respfence::proxy {
 
 bool session_core::start_flush(entry& e, const std::vector<size_t>& targets) {
   // The epoch moves first, synchronously: anything stamped before it is stale from now.
-  for (size_t b : targets) env_.bump_epoch(b);
+  for (size_t b : targets) env_.bump_epoch(b, "flush_through_proxy");
   e.is_flush = true;
   if (!env_.fence_enabled()) {
     e.fence_passed = true;

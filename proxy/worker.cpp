@@ -188,7 +188,7 @@ void worker::report_unreachable(size_t b) {
   rt_.registry().unreachable(b);
 }
 
-void worker::bump_epoch(size_t b) { rt_.registry().bump_epoch(b, "flush_through_proxy"); }
+void worker::bump_epoch(size_t b, const char* why) { rt_.registry().bump_epoch(b, why); }
 
 void worker::flush_sent(size_t b) { rt_.registry().flush_sent(b); }
 

@@ -81,7 +81,7 @@ class worker final : public session_env {
   void unwatch(session_core* s) override;
   void report_loading(size_t b, std::string_view line) override;
   void report_unreachable(size_t b) override;
-  void bump_epoch(size_t b) override;
+  void bump_epoch(size_t b, const char* why) override;
   void flush_sent(size_t b) override;
   uint64_t begin_flush(session_core* s, const std::vector<size_t>& backends) override;
   void flush_done(uint64_t id) override;

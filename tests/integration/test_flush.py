@@ -52,6 +52,21 @@ class Epochs(TestCase):
         p.wait_state("ready")
         self.assertGreaterEqual(p.backend_status()["flush_epoch"], before + 1)
 
+    def test_debug_reload_through_the_proxy_moves_the_epoch(self):
+        # A reload of a small dataset is over long before the prober (once a minute
+        # here) could see it loading; the proxy knows because the command went through it.
+        r = self.redis()
+        p = self.proxy(r, health="interval_ms = 60000\nloading_interval_ms = 60000")
+        p.wait_state("ready")
+        c = p.client()
+        c.set("k", "v")
+        before = p.backend_status()["flush_epoch"]
+        self.assertEqual(c.execute_command("DEBUG", "RELOAD"), b"OK")
+        self.assertEqual(p.backend_status()["flush_epoch"], before + 1)
+        self.assertEqual(c.get("k"), b"v")
+        c.execute_command("DEBUG", "SLEEP", "0")
+        self.assertEqual(p.backend_status()["flush_epoch"], before + 1)
+
 
 class Fence(TestCase):
     def test_get_flushall_get_in_order_during_loading(self):

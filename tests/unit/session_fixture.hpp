@@ -29,6 +29,7 @@ struct fake_env : proxy::session_env {
   std::vector<std::string> loading_reports;
   size_t unreachable_reports = 0;
   std::vector<uint64_t> epochs;
+  std::string last_epoch_reason;
   size_t flushes_sent = 0;
   uint64_t next_fence = 0;
   std::vector<uint64_t> fences_done;
@@ -82,7 +83,10 @@ struct fake_env : proxy::session_env {
     ++unreachable_reports;
     views[b].state = policy::backend_state::down;
   }
-  void bump_epoch(size_t b) override { ++epochs[b]; }
+  void bump_epoch(size_t b, const char* why) override {
+    ++epochs[b];
+    last_epoch_reason = why;
+  }
   void flush_sent(size_t) override { ++flushes_sent; }
   uint64_t begin_flush(session_core* s, const std::vector<size_t>& backends) override {
     const uint64_t id = ++next_fence;

@@ -359,6 +359,20 @@ TEST_CASE("flush: epochs move before the flush is sent; later commands wait for 
   CHECK(f.output() == "$1\r\n1\r\n+OK\r\n$-1\r\n");
 }
 
+TEST_CASE("DEBUG RELOAD moves the epoch when it is sent; other DEBUG subcommands do not") {
+  session_fixture f;
+  f.client(cmd({"DEBUG", "SLEEP", "0"}));
+  CHECK(f.written() == cmd({"DEBUG", "SLEEP", "0"}));
+  CHECK(f.env.epochs[0] == 0);
+  f.reply("+OK\r\n");
+  f.client(cmd({"debug", "Reload"}));
+  CHECK(f.written() == cmd({"debug", "Reload"}));
+  CHECK(f.env.epochs[0] == 1);
+  CHECK(f.env.last_epoch_reason == "debug_reload_through_proxy");
+  f.reply("+OK\r\n");
+  CHECK(f.output() == "+OK\r\n+OK\r\n");
+}
+
 TEST_CASE("fence from another session: earlier commands go, later ones wait") {
   session_fixture f;
   f.client(cmd({"GET", "a"}));
