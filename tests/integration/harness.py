@@ -342,6 +342,11 @@ class Proxy:
             if backend_extra and i < len(backend_extra) and backend_extra[i]:
                 lines.append(backend_extra[i])
             lines.append("")
+        if "queue_timeout_ms" not in policy:
+            # A test's loading window (--key-load-delay sleeps per key) lasts 3 to 10+ s with
+            # the machine's load; the 10 s default deadline would cut some short. Tests of
+            # deadlines set their own.
+            policy = "queue_timeout_ms = 60000\n" + policy
         lines += ["[health]", health, "", "[policy]", policy]
         self.write_config("\n".join(lines) + "\n")
         case.addCleanup(self.cleanup)
@@ -444,6 +449,11 @@ class Proxy:
             self.logf.close()
         # Sanitizer builds print their findings to the log: a finding fails the test.
         text = self.log()
+        keep = os.environ.get("RESPFENCE_KEEP_LOGS")
+        if keep:  # a directory: each proxy's log is copied there, for a failure's post-mortem
+            os.makedirs(keep, exist_ok=True)
+            with open(os.path.join(keep, "%s-%d.log" % (self.case.id(), self.port)), "w") as f:
+                f.write(text)
         shutil.rmtree(self.dir, ignore_errors=True)
         for marker in ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer",
                        "WARNING: ThreadSanitizer"):
