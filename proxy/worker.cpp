@@ -11,7 +11,16 @@ namespace respfence::proxy {
 
 namespace {
 constexpr auto k_tick = std::chrono::milliseconds(10);
+
+// Copies what the sessions read of a backend's state; true if a decision may change.
+bool apply(backend_view& v, const backend_snapshot& s) {
+  const bool changed = v.state != s.state || v.echo_loading_safe != s.echo_loading_safe;
+  v.state = s.state;
+  v.echo_loading_safe = s.echo_loading_safe;
+  if (!s.loading_error.empty()) v.loading_error = s.loading_error;
+  return changed;
 }
+}  // namespace
 
 worker::worker(runtime& rt, size_t index)
     : rt_(rt),
@@ -29,10 +38,7 @@ void worker::ensure_view(size_t b) {
     const size_t i = views_.size();
     views_.emplace_back();
     views_[i].name = rt_.registry().config(i).name;
-    const backend_snapshot s = rt_.registry().snapshot(i);
-    views_[i].state = s.state;
-    views_[i].echo_loading_safe = s.echo_loading_safe;
-    if (!s.loading_error.empty()) views_[i].loading_error = s.loading_error;
+    apply(views_[i], rt_.registry().snapshot(i));
   }
 }
 
@@ -133,12 +139,7 @@ void worker::remove(client_session* s) {
 
 void worker::set_backend(size_t b, const backend_snapshot& snap) {
   ensure_view(b);
-  backend_view& v = views_[b];
-  const bool changed = v.state != snap.state || v.echo_loading_safe != snap.echo_loading_safe;
-  v.state = snap.state;
-  v.echo_loading_safe = snap.echo_loading_safe;
-  if (!snap.loading_error.empty()) v.loading_error = snap.loading_error;
-  if (changed) resume_watchers();
+  if (apply(views_[b], snap)) resume_watchers();
 }
 
 void worker::set_policy(std::shared_ptr<const policy::policy_table> p) {
