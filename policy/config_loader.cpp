@@ -6,6 +6,7 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <array>
 #include <fstream>
 #include <limits>
 #include <sstream>
@@ -143,6 +144,23 @@ class loader {
     out = static_cast<T>(v);
     return true;
   }
+  // One of a fixed set of strings, named in the error as: must be "a", "b" or "c".
+  template <typename E, size_t N>
+  void get_choice(const toml::node& n, E& out, std::string_view name,
+                  const std::array<std::pair<std::string_view, E>, N>& choices) {
+    std::string s;
+    if (!get_string(n, s, name)) return;
+    std::string expected;
+    for (size_t i = 0; i < N; ++i) {
+      if (choices[i].first == s) {
+        out = choices[i].second;
+        return;
+      }
+      expected += (i == 0 ? "\"" : i + 1 == N ? " or \"" : ", \"");
+      expected += std::string(choices[i].first) + "\"";
+    }
+    fail(n.source(), std::string(name) + " must be " + expected);
+  }
   const toml::table* table_of(const toml::node& n, std::string_view name) {
     if (const toml::table* t = n.as_table()) return t;
     fail(n.source(), std::string(name) + " must be a table");
@@ -251,17 +269,11 @@ class loader {
   void routing(const toml::table& t) {
     for (auto&& [k, v] : t) {
       if (k == "mode") {
-        std::string m;
-        if (!get_string(v, m, "routing.mode")) continue;
-        if (m == "single") {
-          cfg_.routing.mode = routing_mode::single;
-        } else if (m == "slots") {
-          cfg_.routing.mode = routing_mode::slots;
-        } else if (m == "cluster") {
-          cfg_.routing.mode = routing_mode::cluster;
-        } else {
-          fail(v.source(), "routing.mode must be \"single\", \"slots\" or \"cluster\"");
-        }
+        get_choice(v, cfg_.routing.mode, "routing.mode",
+                   std::array<std::pair<std::string_view, routing_mode>, 3>{
+                       {{"single", routing_mode::single},
+                        {"slots", routing_mode::slots},
+                        {"cluster", routing_mode::cluster}}});
       } else if (k == "seeds") {
         const toml::array* arr = v.as_array();
         if (arr == nullptr) {
@@ -278,15 +290,10 @@ class loader {
       } else if (k == "refresh_interval_ms") {
         get_uint(v, cfg_.routing.refresh_interval_ms, "routing.refresh_interval_ms", 1);
       } else if (k == "read_from") {
-        std::string r;
-        if (!get_string(v, r, "routing.read_from")) continue;
-        if (r == "primary") {
-          cfg_.routing.reads = read_from::primary;
-        } else if (r == "replica-preferred") {
-          cfg_.routing.reads = read_from::replica_preferred;
-        } else {
-          fail(v.source(), "routing.read_from must be \"primary\" or \"replica-preferred\"");
-        }
+        get_choice(v, cfg_.routing.reads, "routing.read_from",
+                   std::array<std::pair<std::string_view, read_from>, 2>{
+                       {{"primary", read_from::primary},
+                        {"replica-preferred", read_from::replica_preferred}}});
       } else {
         unknown(k, "[routing]");
       }
