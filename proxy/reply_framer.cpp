@@ -15,6 +15,7 @@ void reply_framer::reset() {
   pos_ = 0;
   started_ = false;
   in_streamed_string_ = false;
+  attribute_pending_ = false;
   consumed_ = 0;
   info_ = reply_info{};
   error_ = proto_error::none;
@@ -51,7 +52,10 @@ bool reply_framer::element_done() {
     const bool was_attribute = f.attribute;
     stack_.pop_back();
     // An attribute is not an element: the value it annotates still has to come.
-    if (was_attribute) return false;
+    if (was_attribute) {
+      attribute_pending_ = true;
+      return false;
+    }
   }
   return true;
 }
@@ -61,6 +65,7 @@ frame_status reply_framer::next(std::string_view buf) {
     stack_.clear();
     pos_ = 0;
     in_streamed_string_ = false;
+    attribute_pending_ = false;
     info_ = reply_info{};
     error_ = proto_error::none;
     started_ = true;
@@ -96,6 +101,8 @@ frame_status reply_framer::next(std::string_view buf) {
       continue;
     }
 
+    const bool after_attribute = attribute_pending_;
+    attribute_pending_ = false;
     switch (type) {
       case '+':
       case '-':
@@ -165,7 +172,10 @@ frame_status reply_framer::next(std::string_view buf) {
         pos_ = body;
         if (n <= 0) {
           // An empty attribute annotates nothing; the value still follows.
-          if (type == '|') break;
+          if (type == '|') {
+            attribute_pending_ = true;
+            break;
+          }
           if (element_done()) goto complete;
           break;
         }
@@ -174,7 +184,8 @@ frame_status reply_framer::next(std::string_view buf) {
         break;
       }
       case '.': {
-        if (stack_.empty() || stack_.back().remaining != -1 || !line.empty()) {
+        // An attribute annotates a value; one right before the end marker annotates nothing.
+        if (stack_.empty() || stack_.back().remaining != -1 || !line.empty() || after_attribute) {
           return fail(proto_error::bad_reply);
         }
         stack_.pop_back();

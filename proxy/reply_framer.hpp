@@ -66,6 +66,8 @@ class reply_framer {
   size_t pos_ = 0;
   bool started_ = false;
   bool in_streamed_string_ = false;
+  // An attribute just ended: the value it annotates must come next, not a '.' end marker.
+  bool attribute_pending_ = false;
   size_t consumed_ = 0;
   reply_info info_;
   proto_error error_ = proto_error::none;
