@@ -45,12 +45,20 @@ void client_session::pump() {
   for (int pass = 0; pass < 32 && !closing_; ++pass) {
     pump_again_ = false;
     bool progress = false;
-    if (!writing_ && core_.has_client_output()) {
-      out_ = core_.take_client_output();
-      out_done_ = 0;
-      writing_ = true;
+    if (client_closed_) {
+      // Lingering: replies have nobody to go to.
+      if (core_.has_client_output()) {
+        core_.take_client_output();
+        core_.client_output_done();
+      }
+    } else {
+      if (!writing_ && core_.has_client_output()) {
+        out_ = core_.take_client_output();
+        out_done_ = 0;
+        writing_ = true;
+      }
+      if (writing_ && !write_armed_) progress |= write_client_now();
     }
-    if (writing_ && !write_armed_) progress |= write_client_now();
     for (size_t b = 0; b < links_.size() && !closing_; ++b) {
       link_io& l = *links_[b];
       if (!l.open) {
@@ -68,11 +76,11 @@ void client_session::pump() {
         progress |= read_link_now(b);
       }
     }
-    if (!closing_ && !read_armed_ && maybe_ready_ && core_.wants_client_read()) {
+    if (!closing_ && !client_closed_ && !read_armed_ && maybe_ready_ && core_.wants_client_read()) {
       progress |= read_client_now();
     }
     if (closing_) break;
-    if (core_.finished() && !writing_ && !core_.has_client_output()) {
+    if (core_.finished() && (client_closed_ || (!writing_ && !core_.has_client_output()))) {
       close();
       break;
     }
@@ -81,7 +89,7 @@ void client_session::pump() {
   if (!closing_) {
     // Wait for whatever would block. A socket not waited on now keeps "maybe ready":
     // an edge that arrives meanwhile is not seen again, so it is read directly later.
-    if (!read_armed_) {
+    if (!read_armed_ && !client_closed_) {
       if (!maybe_ready_ && core_.wants_client_read()) {
         arm_client_read();
       } else {
@@ -148,7 +156,7 @@ void client_session::arm_client_read() {
   ++ops_;
   sock_.async_wait(socket::wait_read, [this](const asio::error_code& ec) {
     read_armed_ = false;
-    if (!closing_) {
+    if (!closing_ && !client_closed_) {
       if (ec) {
         close();
       } else {
@@ -165,7 +173,7 @@ void client_session::arm_client_write() {
   ++ops_;
   sock_.async_wait(socket::wait_write, [this](const asio::error_code& ec) {
     write_armed_ = false;
-    if (!closing_) {
+    if (!closing_ && !client_closed_) {
       if (ec) {
         close();
       } else {
@@ -324,10 +332,25 @@ void client_session::close_link(size_t b, bool was_open) {
 
 void client_session::close() {
   if (closing_) return;
-  closing_ = true;
-  core_.on_client_closed();
   asio::error_code ignored;
-  sock_.close(ignored);
+  if (!client_closed_) {
+    client_closed_ = true;
+    if (writing_) {
+      writing_ = false;
+      core_.client_output_done();
+    }
+    core_.on_client_closed();
+    sock_.close(ignored);
+    if (core_.lingering()) {
+      // Its flush is on the wire; the fence holds every other client until the backend
+      // answers it, so the links stay open for that reply. pump() closes the rest then.
+      pump();
+      return;
+    }
+  } else {
+    core_.on_client_closed(true);  // the lingering flush was answered, or is let go now
+  }
+  closing_ = true;
   for (auto& l : links_) {
     l->timer.cancel();
     l->sock.close(ignored);

@@ -81,6 +81,8 @@ class client_session {
   bool write_armed_ = false;
   bool writing_ = false;
   bool closing_ = false;
+  // The client socket is closed, but the session lingers for its flush's reply.
+  bool client_closed_ = false;
   bool in_pump_ = false;
   bool pump_again_ = false;
   int ops_ = 0;  // handlers still to run; the session is freed at zero once closing

@@ -353,6 +353,7 @@ void session_core::release_admission(entry& e) {
 }
 
 void session_core::resume() {
+  if (client_gone_) return;  // nothing more is sent for a client that left
   for (size_t i = 0; i < pipe_.size() && held_ > 0; ++i) {
     entry& e = pipe_[i];
     if (e.state != entry_state::held) continue;
@@ -394,6 +395,11 @@ void session_core::resume() {
 }
 
 void session_core::tick(int64_t now_ms) {
+  if (client_gone_) {
+    // A lingering flush sent back to wait (a -LOADING reply) is not resent: let it go.
+    on_client_closed();
+    return;
+  }
   bool expired = false;
   for (size_t i = 0; i < pipe_.size(); ++i) {
     entry& e = pipe_[i];

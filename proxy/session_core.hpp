@@ -73,8 +73,13 @@ class session_core {
   // Where to read client bytes into; empty when wants_client_read() is false.
   std::pair<char*, size_t> client_read_buffer();
   void on_client_data(size_t n);
-  // The client went away: everything it had queued is dropped, never sent.
-  void on_client_closed();
+  // The client went away: everything it had queued is dropped, never sent. A flush of
+  // its own already on the wire is the exception: the fence stays up until the backend
+  // answers it (lingering()), or later commands of other clients could overtake it.
+  // Called again with `final` when the shell really closes; then nothing is kept.
+  void on_client_closed(bool final = false);
+  // The client is gone, but its flush is still on the wire: keep the backend links open.
+  bool lingering() const { return client_gone_ && own_fence_ != 0; }
 
   bool has_client_output() const { return !out_.empty() && writing_.empty(); }
   std::string_view take_client_output();  // valid until client_output_done()
@@ -215,6 +220,7 @@ class session_core {
   void answer_local(entry& e, std::string_view reply);
   bool start_flush(entry& e, const std::vector<size_t>& targets);
   bool fence_drained() const;
+  bool own_flush_on_wire() const;
   void compact_input();
   size_t input_floor() const;
 

@@ -66,7 +66,7 @@ void session_core::check_fence_drained() {
 }
 
 void session_core::fence_ready(uint64_t fence_id) {
-  if (fence_id != own_fence_) return;
+  if (fence_id == 0 || fence_id != own_fence_) return;
   for (size_t i = 0; i < pipe_.size(); ++i) {
     entry& e = pipe_[i];
     if (e.seq != own_fence_seq_) continue;

@@ -508,28 +508,39 @@ void session_core::client_output_done() {
 }
 
 bool session_core::finished() const {
-  return client_gone_ || (close_when_done_ && pipe_.empty() && out_.empty());
+  return (client_gone_ && own_fence_ == 0) ||
+         (close_when_done_ && pipe_.empty() && out_.empty());
 }
 
-void session_core::on_client_closed() {
-  if (client_gone_) return;
-  client_gone_ = true;
-  stop_input_ = true;
-  // Queued work is dropped here and never reaches a backend.
+bool session_core::own_flush_on_wire() const {
+  if (own_fence_ == 0 || own_fence_seq_ < head_seq_ || own_fence_seq_ >= next_seq_) return false;
+  const entry& e = pipe_[own_fence_seq_ - head_seq_];
+  return e.is_flush && e.state == entry_state::sent;
+}
+
+void session_core::on_client_closed(bool final) {
+  if (!client_gone_) {
+    client_gone_ = true;
+    stop_input_ = true;
+    if (fence_id_ != 0) {
+      const uint64_t id = fence_id_;
+      fence_id_ = 0;
+      env_.session_drained(id);
+    }
+    if (watching_) {
+      watching_ = false;
+      env_.unwatch(this);
+    }
+  }
+  // Queued work is dropped here and never reaches a backend (a lingering flush sent back
+  // to wait was admitted again, hence on every call).
   for (size_t i = 0; i < pipe_.size(); ++i) release_admission(pipe_[i]);
-  if (own_fence_ != 0) {
+  // A flush not yet sent is never sent: its fence lifts now. One on the wire keeps the
+  // fence until its reply (complete()) or its link's failure; the shell lingers for it.
+  if (own_fence_ != 0 && (final || !own_flush_on_wire())) {
     const uint64_t id = own_fence_;
     own_fence_ = 0;
     env_.flush_done(id);
-  }
-  if (fence_id_ != 0) {
-    const uint64_t id = fence_id_;
-    fence_id_ = 0;
-    env_.session_drained(id);
-  }
-  if (watching_) {
-    watching_ = false;
-    env_.unwatch(this);
   }
 }
 

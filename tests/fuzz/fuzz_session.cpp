@@ -1,7 +1,7 @@
 // libFuzzer: a session core driven by arbitrary client bytes, backend bytes, state
 // changes, link failures, clock ticks and buffer releases, in any order. It must not
 // crash or trip the sanitizers, and when the client goes away every queue admission
-// must have been given back.
+// must have been given back and every flush fence it raised lowered.
 
 #define REQUIRE(x) \
   do {             \
@@ -59,7 +59,13 @@ void feed(session_fixture& f, const uint8_t* data, size_t size) {
         }
         break;
       case 7:
-        f.core.release_buffers();
+        if (op & 16) {
+          f.core.fence_ready(f.env.next_fence);  // the newest flush may go
+        } else if (op & 32) {
+          f.core.on_client_closed();  // may linger for a flush on the wire
+        } else {
+          f.core.release_buffers();
+        }
         break;
     }
   }
@@ -74,6 +80,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   session_fixture f(2, {}, router);
   feed(f, data, size);
   f.core.on_client_closed();
+  f.core.on_client_closed(true);  // the shell closes for good
   if (f.env.queued != 0) std::abort();  // every queue admission was given back
+  for (const auto& v : f.env.views) {
+    if (v.fence_level != 0) std::abort();  // every fence this session raised was lowered
+  }
   return 0;
 }

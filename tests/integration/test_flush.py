@@ -103,6 +103,33 @@ class Fence(TestCase):
         self.assertEqual(slow.reply(), b"v")
         self.assertEqual(c.get("k"), None)
 
+    def test_a_flusher_that_leaves_does_not_lift_the_fence_before_its_flush_ran(self):
+        # The server holds writes (CLIENT PAUSE WRITE), so the FLUSHALL sits on the wire
+        # when its client disconnects. The proxy already bumped the epoch: it must see the
+        # flush through, and hold the next client's SET until the flush has run. Before the
+        # fix it closed the backend connection at once (the paused server then dropped the
+        # flush) and let the SET go: "old" survived a flush every cache was told about.
+        r = self.redis()
+        p = self.proxy(r)
+        c = p.client()
+        c.set("old", "1")
+        epoch = p.backend_status()["flush_epoch"]
+        r.client().execute_command("CLIENT", "PAUSE", "1500", "WRITE")
+        flusher = p.raw(timeout=30)
+        flusher.send(encode("FLUSHALL"))
+        wait_until(lambda: p.backend_status()["flush_epoch"] == epoch + 1, 5,
+                   what="the flush accepted")
+        time.sleep(0.2)  # on the wire, paused in the server
+        flusher.close()
+        time.sleep(0.2)
+        later = p.raw(timeout=30)
+        self.assertEqual(later.cmd("SET", "new", "1"), "OK")
+        self.assertEqual(c.get("old"), None)
+        self.assertEqual(c.get("new"), b"1")
+        # The lingering session closed once its flush was answered.
+        wait_until(lambda: p.metrics()["respfence_client_connections"] == 2, 5,
+                   what="the flusher's session closed")
+
     def torn_reads(self, fence):
         """Readers MGET one key per shard in a loop while FLUSHALL runs; returns how many
         answers had one key and not the other."""

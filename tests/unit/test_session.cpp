@@ -359,6 +359,77 @@ TEST_CASE("flush: epochs move before the flush is sent; later commands wait for 
   CHECK(f.output() == "$1\r\n1\r\n+OK\r\n$-1\r\n");
 }
 
+TEST_CASE("flush: a client that leaves with its flush on the wire keeps the fence until the reply") {
+  // Otherwise other clients' commands, released at once, could reach the backend on their
+  // own connections before the flush that this one already sent.
+  session_fixture f;
+  f.client(cmd({"FLUSHALL"}) + cmd({"GET", "b"}));
+  REQUIRE(f.env.drained.size() == 1);
+  f.core.fence_ready(1);
+  CHECK(f.written() == cmd({"FLUSHALL"}));
+  f.core.on_client_closed();
+  CHECK(f.env.fences_done.empty());  // still on the wire: the fence stays up
+  CHECK(f.core.lingering());
+  CHECK_FALSE(f.core.finished());
+  f.reply("+OK\r\n");
+  CHECK(f.env.fences_done == std::vector<uint64_t>{1});
+  CHECK(f.core.finished());
+  f.core.resume();
+  CHECK_FALSE(f.core.link_has_output(0));  // GET b left with its client: never sent
+}
+
+TEST_CASE("flush: a client that leaves before its flush is sent lifts the fence at once") {
+  session_fixture f;
+  f.client(cmd({"GET", "a"}));
+  f.written();
+  f.client(cmd({"FLUSHALL"}));
+  CHECK(f.written().empty());  // waits for GET a
+  f.core.on_client_closed();
+  CHECK(f.env.fences_done == std::vector<uint64_t>{1});
+  CHECK(f.core.finished());
+  f.reply("$-1\r\n");
+  CHECK_FALSE(f.core.link_has_output(0));  // the flush is never sent
+}
+
+TEST_CASE("flush: a lingering flush whose link breaks, or that is sent back to wait, lets go") {
+  SUBCASE("link breaks") {
+    session_fixture f;
+    f.client(cmd({"FLUSHALL"}));
+    f.core.fence_ready(1);
+    CHECK(f.written() == cmd({"FLUSHALL"}));
+    f.core.on_client_closed();
+    CHECK(f.env.fences_done.empty());
+    f.core.on_link_failed(0, true);
+    CHECK(f.env.fences_done == std::vector<uint64_t>{1});
+    CHECK(f.core.finished());
+  }
+  SUBCASE("-LOADING under the queue policy") {
+    session_fixture f;
+    f.client(cmd({"FLUSHALL"}));
+    f.core.fence_ready(1);
+    CHECK(f.written() == cmd({"FLUSHALL"}));
+    f.core.on_client_closed();
+    f.reply("-LOADING Redis is loading the dataset in memory\r\n");
+    f.env.now += 60000;
+    CHECK(f.env.queued == 1);  // sent back to wait
+    f.core.tick(f.env.now);
+    CHECK(f.env.fences_done == std::vector<uint64_t>{1});
+    CHECK(f.env.queued == 0);
+    CHECK(f.core.finished());
+    f.set_state(backend_state::ready);
+    CHECK_FALSE(f.core.link_has_output(0));  // not resent for a client that left
+  }
+  SUBCASE("the shell closes for good") {
+    session_fixture f;
+    f.client(cmd({"FLUSHALL"}));
+    f.core.fence_ready(1);
+    f.written();
+    f.core.on_client_closed();
+    f.core.on_client_closed(true);
+    CHECK(f.env.fences_done == std::vector<uint64_t>{1});
+  }
+}
+
 TEST_CASE("DEBUG RELOAD moves the epoch when it is sent; other DEBUG subcommands do not") {
   session_fixture f;
   f.client(cmd({"DEBUG", "SLEEP", "0"}));
