@@ -183,7 +183,18 @@ backend_status backend_registry::status(size_t i) const {
   }
   s.run_id = b.last.run_id;
   s.last_error = b.last_error;
+  s.retired = b.retired.load(std::memory_order_acquire);
   return s;
+}
+
+void backend_registry::set_retired(size_t i, bool retired) {
+  backend& b = *b_[i];
+  if (b.retired.exchange(retired, std::memory_order_acq_rel) == retired) return;
+  log::info(retired ? "backend_retired" : "backend_returned",
+            {{"backend", b.cfg.name}, {"reason", retired ? "not in the cluster topology"
+                                                         : "in the cluster topology again"}});
+  // A returning node's prober starts again at once.
+  if (!retired) wake(i);
 }
 
 void backend_registry::wait(size_t i, std::chrono::milliseconds d) {

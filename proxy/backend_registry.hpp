@@ -38,6 +38,7 @@ struct backend_status {
   double loading_seconds_total = 0;
   std::string run_id;
   std::string last_error;
+  bool retired = false;
 };
 
 class backend_registry {
@@ -62,6 +63,11 @@ class backend_registry {
   void probe_answer(size_t b, const policy::probe_info& info);
   void probe_failed(size_t b, const std::string& why);
   void learned(size_t b, const policy::learned_commands& cmds);
+  // Cluster mode: a node the topology no longer uses (it left, or failed and was replaced)
+  // is retired: not probed, not counted by /readyz. Its index stays valid; it returns to
+  // service if the topology names it again.
+  void set_retired(size_t b, bool retired);
+  bool retired(size_t b) const { return b_[b]->retired.load(std::memory_order_acquire); }
   // Session events.
   void loading_reply(size_t b, std::string_view line);
   void unreachable(size_t b);
@@ -99,6 +105,7 @@ class backend_registry {
     std::chrono::steady_clock::time_point loading_since{};
     double loading_seconds = 0;
     std::atomic<uint64_t> epoch{0};
+    std::atomic<bool> retired{false};
     std::atomic<uint64_t> proxy_flushes{0};
     std::atomic<int64_t> queued{0};
     std::atomic<int64_t> queued_bytes{0};

@@ -132,6 +132,12 @@ void prober::learn() {
 void prober::run() {
   std::string why;
   while (!reg_.stopping()) {
+    if (reg_.retired(b_)) {
+      // A node that left the cluster is not probed (it may be gone for good).
+      drop();
+      reg_.wait(b_, std::chrono::milliseconds(hs_.interval_ms.load()));
+      continue;
+    }
     if (ctx_ == nullptr) {
       if (!connect(why)) {
         reg_.probe_failed(b_, why);

@@ -68,7 +68,7 @@ std::string number(double v) {
 bool runtime::all_ready(std::string& why) const {
   for (size_t b = 0; b < registry_->size(); ++b) {
     const backend_status s = registry_->status(b);
-    if (s.state != policy::backend_state::ready) {
+    if (s.state != policy::backend_state::ready && !s.retired) {
       why = "backend " + s.name + " (" + s.address + ") is " + policy::to_string(s.state);
       if (s.state == policy::backend_state::loading) {
         why += " (" + number(s.loading_perc) + "%, eta " + std::to_string(s.loading_eta_s) + "s)";
@@ -114,7 +114,7 @@ std::string runtime::status_json() const {
       << ",\"expired\":" << c[static_cast<size_t>(counter::expired)]
       << ",\"loading_seconds_total\":" << number(s.loading_seconds_total)
       << ",\"run_id\":" << json_string(s.run_id) << ",\"last_error\":" << json_string(s.last_error)
-      << "}";
+      << ",\"retired\":" << (s.retired ? "true" : "false") << "}";
   }
   o << "]}\n";
   return o.str();
@@ -135,6 +135,12 @@ std::string runtime::metrics_text() const {
       o << "respfence_backend_state{backend=\"" << label(s.name) << "\",state=\""
         << policy::to_string(x) << "\"} " << (s.state == x ? 1 : 0) << "\n";
     }
+  }
+  o << "# HELP respfence_backend_retired 1 for a cluster node the topology no longer uses.\n"
+    << "# TYPE respfence_backend_retired gauge\n";
+  for (const auto& s : st) {
+    o << "respfence_backend_retired{backend=\"" << label(s.name) << "\"} " << (s.retired ? 1 : 0)
+      << "\n";
   }
   o << "# HELP respfence_flush_epoch Generation of the backend's dataset as the proxy knows it.\n"
     << "# TYPE respfence_flush_epoch gauge\n";

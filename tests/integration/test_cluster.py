@@ -241,6 +241,34 @@ class ClusterReplicas(TestCase):
         self.assertTrue(victim.is_loading())
         self.assertEqual(primary.commandstat_calls("get"), len(keys))
 
+    def test_a_node_that_leaves_is_retired(self):
+        # A replica removed from the cluster and then stopped must not keep /readyz at 503
+        # for ever, nor keep being probed; reads of its shard go to the primary.
+        c = self.p.client()
+        primaries, replicas = self.roles()
+        victim = replicas[0]
+        master_port = int(victim.client().info("replication")["master_port"])
+        keys = [k for k in ("d:%d" % i for i in range(2000))
+                if self.c.owner_port(k) == master_port][:20]
+        for k in keys:
+            c.set(k, k)
+        out = subprocess.run(["redis-cli", "--cluster", "del-node", "127.0.0.1:%d" % master_port,
+                              self.c.node_id(victim)], capture_output=True, text=True, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+
+        def victim_status():
+            return next(b for b in self.p.status()["backends"]
+                        if b["address"].endswith(":%d" % victim.port))
+        wait_until(lambda: victim_status()["retired"], 15, what="the removed node retired")
+        self.assertIn('respfence_backend_retired{backend="127.0.0.1:%d"} 1' % victim.port,
+                      self.p.http("/metrics")[1])
+        victim.stop()
+        time.sleep(1.5)  # several probe intervals: a probed node would be down by now
+        self.assertEqual(self.p.http("/readyz"), (200, "ready\n"))
+        self.assertTrue(victim_status()["retired"])
+        for k in keys:
+            self.assertEqual(c.get(k), k.encode())
+
 
 if __name__ == "__main__":
     unittest.main()
