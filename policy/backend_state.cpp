@@ -75,6 +75,10 @@ probe_info parse_info(std::string_view text) {
       out.run_id = std::string(v);
     } else if (k == "server_name") {
       out.server_name = std::string(v);
+    } else if (k == "cluster_enabled") {
+      out.cluster_enabled = v == "1";
+    } else if (k == "cluster_state") {
+      out.cluster_state = std::string(v);
     } else if (k == "cmdstat_flushall" || k == "cmdstat_flushdb") {
       out.flush_calls += calls(v);
     }

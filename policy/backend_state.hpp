@@ -51,12 +51,17 @@ struct probe_info {
   std::string run_id;
   std::string server_name;  // "redis", "valkey", ... (INFO server_name, empty before Valkey)
   uint64_t flush_calls = 0;  // cmdstat_flushall + cmdstat_flushdb calls
+  bool cluster_enabled = false;  // INFO cluster
+  // CLUSTER INFO's cluster_state ("ok", "fail"), empty when unknown. A node that has
+  // loaded but not rejoined its cluster answers -CLUSTERDOWN while it says "fail".
+  std::string cluster_state;
 };
 
 // Decides how far a backend's flush epoch moves at each probe. A flush sent through the
 // proxy bumps the epoch before it is sent (`proxy_flushes` counts those); the prober then
 // sees the server's counter grow by the same amount and must not count it twice.
-// Reads the fields above out of an INFO reply (server, persistence, commandstats).
+// Reads the fields above out of an INFO reply (server, persistence, commandstats,
+// cluster), followed by CLUSTER INFO's text for a cluster node.
 probe_info parse_info(std::string_view text);
 
 struct epoch_bump {

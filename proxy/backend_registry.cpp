@@ -184,6 +184,7 @@ backend_status backend_registry::status(size_t i) const {
   s.run_id = b.last.run_id;
   s.last_error = b.last_error;
   s.retired = b.retired.load(std::memory_order_acquire);
+  s.cluster_state = s.state == backend_state::ready ? b.last.cluster_state : std::string();
   return s;
 }
 

@@ -39,6 +39,7 @@ struct backend_status {
   std::string run_id;
   std::string last_error;
   bool retired = false;
+  std::string cluster_state;  // cluster nodes: CLUSTER INFO's cluster_state
 };
 
 class backend_registry {

@@ -106,14 +106,21 @@ bool prober::probe(std::string& why) {
     return 1;
   };
   if (!split_info_) {
-    const int rc = info("INFO server persistence commandstats");
+    const int rc = info("INFO server persistence commandstats cluster");
     if (rc < 0) return false;
     if (rc == 0) split_info_ = true;  // before Redis 7 INFO takes one section
   }
   if (split_info_) {
     if (info("INFO") <= 0 || info("INFO commandstats") <= 0) return false;
   }
-  reg_.probe_answer(b_, policy::parse_info(text));
+  policy::probe_info parsed = policy::parse_info(text);
+  if (parsed.cluster_enabled && !parsed.loading) {
+    // Same key:value text; an error (a node still starting) leaves the state unknown.
+    text.clear();
+    if (info("CLUSTER INFO") < 0) return false;
+    parsed.cluster_state = policy::parse_info(text).cluster_state;
+  }
+  reg_.probe_answer(b_, parsed);
   return true;
 }
 

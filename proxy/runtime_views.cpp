@@ -78,6 +78,11 @@ bool runtime::all_ready(std::string& why) const {
       }
       return false;
     }
+    if (s.cluster_state == "fail" && !s.retired) {
+      // Loaded, but its cluster does not serve yet: its commands would wait on CLUSTERDOWN.
+      why = "backend " + s.name + " (" + s.address + ") is ready, but its cluster_state is fail";
+      return false;
+    }
   }
   return true;
 }
@@ -114,7 +119,8 @@ std::string runtime::status_json() const {
       << ",\"expired\":" << c[static_cast<size_t>(counter::expired)]
       << ",\"loading_seconds_total\":" << number(s.loading_seconds_total)
       << ",\"run_id\":" << json_string(s.run_id) << ",\"last_error\":" << json_string(s.last_error)
-      << ",\"retired\":" << (s.retired ? "true" : "false") << "}";
+      << ",\"retired\":" << (s.retired ? "true" : "false")
+      << ",\"cluster_state\":" << json_string(s.cluster_state) << "}";
   }
   o << "]}\n";
   return o.str();

@@ -130,13 +130,35 @@ class Cluster(TestCase):
             self.assertEqual(quick.cmd("GET", k), k.encode())
             self.assertLess(time.perf_counter() - t0, 0.2)
         self.assertTrue(victim.is_loading())
+        # Meanwhile: what /status and /readyz say about the victim, every 50 ms.
+        seen = []
+        done = threading.Event()
+
+        def watch():
+            while not done.is_set():
+                b = self.p.status()["backends"][idx]
+                seen.append((b["state"], b["cluster_state"], self.p.http("/readyz")))
+                time.sleep(0.05)
+        watcher = threading.Thread(target=watch)
+        watcher.start()
         slow = self.p.raw(timeout=60)
         t0 = time.monotonic()
-        self.assertEqual(slow.cmd("GET", victim_keys[0]), victim_keys[0].encode())
+        try:
+            self.assertEqual(slow.cmd("GET", victim_keys[0]), victim_keys[0].encode())
+        finally:
+            done.set()
+            watcher.join()
         waited = time.monotonic() - t0
         self.assertGreater(waited, 0.5)
         self.assertFalse(victim.is_loading())
         print("restarted primary: its command waited %.1f s" % waited, flush=True)
+        # Loaded but not yet serving (its cluster_state is fail, a few seconds here):
+        # /status shows both, and /readyz is 503 with that reason.
+        self.assertIn(("ready", "fail"), [(st, cs) for st, cs, _ in seen])
+        self.assertTrue(any(code == 503 and "cluster_state is fail" in body
+                            for _, _, (code, body) in seen), seen[-5:])
+        wait_until(lambda: self.p.http("/readyz")[0] == 200, 15, what="/readyz back to 200")
+        self.assertEqual(self.p.status()["backends"][idx]["cluster_state"], "ok")
 
     def test_flushall_empties_every_primary_atomically(self):
         c = self.p.client()

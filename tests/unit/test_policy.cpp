@@ -208,6 +208,12 @@ TEST_CASE("parse_info reads the prober's fields") {
   CHECK(p.run_id == "abc123");
   CHECK(p.flush_calls == 5);
   CHECK(parse_info("server_name:valkey\r\n").server_name == "valkey");
+  CHECK_FALSE(p.cluster_enabled);
+  CHECK(p.cluster_state.empty());
+  const probe_info c = parse_info("# Cluster\r\ncluster_enabled:1\r\n");
+  CHECK(c.cluster_enabled);
+  CHECK(parse_info("cluster_state:fail\r\ncluster_slots_assigned:16384\r\n").cluster_state ==
+        "fail");
 }
 
 TEST_CASE("flush epoch tracker: external flushes, the proxy's own, restarts, resets") {
