@@ -191,9 +191,10 @@ backend_status backend_registry::status(size_t i) const {
 void backend_registry::set_retired(size_t i, bool retired) {
   backend& b = *b_[i];
   if (b.retired.exchange(retired, std::memory_order_acq_rel) == retired) return;
-  log::info(retired ? "backend_retired" : "backend_returned",
-            {{"backend", b.cfg.name}, {"reason", retired ? "not in the cluster topology"
-                                                         : "in the cluster topology again"}});
+  log::info(
+      retired ? "backend_retired" : "backend_returned",
+      {{"backend", b.cfg.name},
+       {"reason", retired ? "not in the cluster topology" : "in the cluster topology again"}});
   // A returning node's prober starts again at once.
   if (!retired) wake(i);
 }

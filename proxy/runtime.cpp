@@ -130,7 +130,9 @@ void runtime::publish_cluster_map(routing::slot_map map, std::vector<int32_t> re
   const size_t n = registry_->size();
   // The nodes this map uses serve; every other known node is retired until it does again.
   std::vector<bool> serving(n, false);
-  for (uint32_t s = 0; s < routing::slot_count; ++s) serving[map.owner(static_cast<uint16_t>(s))] = true;
+  for (uint32_t s = 0; s < routing::slot_count; ++s) {
+    serving[map.owner(static_cast<uint16_t>(s))] = true;
+  }
   for (size_t b : replicas) serving[b] = true;
   for (size_t b = 0; b < n; ++b) registry_->set_retired(b, !serving[b]);
   map.set_backends(n);

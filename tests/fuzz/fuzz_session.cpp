@@ -80,7 +80,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   session_fixture f(2, {}, router);
   feed(f, data, size);
   f.core.on_client_closed();
-  f.core.on_client_closed(true);  // the shell closes for good
+  f.core.on_client_closed(true);        // the shell closes for good
   if (f.env.queued != 0) std::abort();  // every queue admission was given back
   for (const auto& v : f.env.views) {
     if (v.fence_level != 0) std::abort();  // every fence this session raised was lowered

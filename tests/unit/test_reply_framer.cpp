@@ -237,14 +237,16 @@ TEST_CASE("a chain of attributes adds no depth, for the framer and the value par
 TEST_CASE("an attribute right before a streamed aggregate's end marker is an error") {
   // Found by fuzz_reply_framer: the framer took "|0" then "." as the end of a streamed array,
   // but an attribute annotates the value after it, so the value parser refused the reply.
-  for (const char* bad : {"*?\r\n|0\r\n.\r\n", "*?\r\n:1\r\n|1\r\n+k\r\n+v\r\n.\r\n",
-                          "~?\r\n|0\r\n|0\r\n.\r\n", "*?\r\n|1\r\n$?\r\n;1\r\nk\r\n;0\r\n+v\r\n.\r\n"}) {
+  for (const char* bad :
+       {"*?\r\n|0\r\n.\r\n", "*?\r\n:1\r\n|1\r\n+k\r\n+v\r\n.\r\n", "~?\r\n|0\r\n|0\r\n.\r\n",
+        "*?\r\n|1\r\n$?\r\n;1\r\nk\r\n;0\r\n+v\r\n.\r\n"}) {
     INFO(bad);
     CHECK(check_all_splits(bad).error);
     CHECK_FALSE(parse_resp(bad).has_value());
   }
   // The same attributes followed by the value they annotate are fine.
-  for (const char* good : {"*?\r\n|0\r\n:1\r\n.\r\n", "*?\r\n:1\r\n|1\r\n+k\r\n+v\r\n:2\r\n.\r\n"}) {
+  for (const char* good :
+       {"*?\r\n|0\r\n:1\r\n.\r\n", "*?\r\n:1\r\n|1\r\n+k\r\n+v\r\n:2\r\n.\r\n"}) {
     INFO(good);
     const framed f = check_all_splits(good);
     CHECK_FALSE(f.error);

@@ -359,7 +359,8 @@ TEST_CASE("flush: epochs move before the flush is sent; later commands wait for 
   CHECK(f.output() == "$1\r\n1\r\n+OK\r\n$-1\r\n");
 }
 
-TEST_CASE("flush: a client that leaves with its flush on the wire keeps the fence until the reply") {
+TEST_CASE(
+    "flush: a client that leaves with its flush on the wire keeps the fence until the reply") {
   // Otherwise other clients' commands, released at once, could reach the backend on their
   // own connections before the flush that this one already sent.
   session_fixture f;
