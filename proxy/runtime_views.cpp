@@ -68,7 +68,8 @@ std::string number(double v) {
 bool runtime::all_ready(std::string& why) const {
   for (size_t b = 0; b < registry_->size(); ++b) {
     const backend_status s = registry_->status(b);
-    if (s.state != policy::backend_state::ready && !s.retired) {
+    if (s.retired) continue;  // a node the cluster no longer uses
+    if (s.state != policy::backend_state::ready) {
       why = "backend " + s.name + " (" + s.address + ") is " + policy::to_string(s.state);
       if (s.state == policy::backend_state::loading) {
         why += " (" + number(s.loading_perc) + "%, eta " + std::to_string(s.loading_eta_s) + "s)";
@@ -78,7 +79,7 @@ bool runtime::all_ready(std::string& why) const {
       }
       return false;
     }
-    if (s.cluster_state == "fail" && !s.retired) {
+    if (s.cluster_state == "fail") {
       // Loaded, but its cluster does not serve yet: its commands would wait on CLUSTERDOWN.
       why = "backend " + s.name + " (" + s.address + ") is ready, but its cluster_state is fail";
       return false;

@@ -508,7 +508,7 @@ void session_core::client_output_done() {
 }
 
 bool session_core::finished() const {
-  return (client_gone_ && own_fence_ == 0) || (close_when_done_ && pipe_.empty() && out_.empty());
+  return (client_gone_ && !lingering()) || (close_when_done_ && pipe_.empty() && out_.empty());
 }
 
 bool session_core::own_flush_on_wire() const {

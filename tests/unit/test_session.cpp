@@ -393,23 +393,20 @@ TEST_CASE("flush: a client that leaves before its flush is sent lifts the fence 
 }
 
 TEST_CASE("flush: a lingering flush whose link breaks, or that is sent back to wait, lets go") {
+  // Each subcase starts here (doctest runs the case from the top for every one of them):
+  // the flush is on the wire when its client leaves.
+  session_fixture f;
+  f.client(cmd({"FLUSHALL"}));
+  f.core.fence_ready(1);
+  CHECK(f.written() == cmd({"FLUSHALL"}));
+  f.core.on_client_closed();
+  CHECK(f.env.fences_done.empty());
   SUBCASE("link breaks") {
-    session_fixture f;
-    f.client(cmd({"FLUSHALL"}));
-    f.core.fence_ready(1);
-    CHECK(f.written() == cmd({"FLUSHALL"}));
-    f.core.on_client_closed();
-    CHECK(f.env.fences_done.empty());
     f.core.on_link_failed(0, true);
     CHECK(f.env.fences_done == std::vector<uint64_t>{1});
     CHECK(f.core.finished());
   }
   SUBCASE("-LOADING under the queue policy") {
-    session_fixture f;
-    f.client(cmd({"FLUSHALL"}));
-    f.core.fence_ready(1);
-    CHECK(f.written() == cmd({"FLUSHALL"}));
-    f.core.on_client_closed();
     f.reply("-LOADING Redis is loading the dataset in memory\r\n");
     f.env.now += 60000;
     CHECK(f.env.queued == 1);  // sent back to wait
@@ -421,11 +418,6 @@ TEST_CASE("flush: a lingering flush whose link breaks, or that is sent back to w
     CHECK_FALSE(f.core.link_has_output(0));  // not resent for a client that left
   }
   SUBCASE("the shell closes for good") {
-    session_fixture f;
-    f.client(cmd({"FLUSHALL"}));
-    f.core.fence_ready(1);
-    f.written();
-    f.core.on_client_closed();
     f.core.on_client_closed(true);
     CHECK(f.env.fences_done == std::vector<uint64_t>{1});
   }
