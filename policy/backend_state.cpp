@@ -16,6 +16,8 @@ const char* to_string(backend_state s) {
       return "ready";
     case backend_state::down:
       return "down";
+    case backend_state::busy:
+      return "busy";
   }
   return "?";
 }
@@ -40,10 +42,7 @@ transition backend_state_machine::on_probe_answer(bool loading) {
 
 transition backend_state_machine::on_probe_failed() { return move(backend_state::down); }
 
-transition backend_state_machine::on_loading_reply() {
-  // The backend answered, so it is reachable, and it said it is loading.
-  return move(backend_state::loading);
-}
+transition backend_state_machine::on_probe_busy() { return move(backend_state::busy); }
 
 probe_info parse_info(std::string_view text) {
   probe_info out;

@@ -10,7 +10,13 @@
 
 namespace respfence::policy {
 
-enum class backend_state : uint8_t { connecting, loading, ready, down };
+// `busy`: the server runs a script or function past busy-reply-threshold. It answers
+// -BUSY at once and accepts SCRIPT KILL, FUNCTION KILL and SHUTDOWN NOSAVE, so it is
+// neither down nor loading: commands pass through and the server answers for itself.
+enum class backend_state : uint8_t { connecting, loading, ready, down, busy };
+
+// Whether commands go straight to a backend in this state (the server answers them).
+inline bool serving(backend_state s) { return s == backend_state::ready || s == backend_state::busy; }
 
 const char* to_string(backend_state s);
 std::ostream& operator<<(std::ostream& os, backend_state s);
@@ -35,8 +41,8 @@ class backend_state_machine {
   transition on_probe_answer(bool loading);
   // Connect refused/reset, or a probe timed out.
   transition on_probe_failed();
-  // A forwarded command was answered -LOADING (a race with the prober).
-  transition on_loading_reply();
+  // The prober's INFO was answered -BUSY (a script or function runs too long).
+  transition on_probe_busy();
 
  private:
   transition move(backend_state to);

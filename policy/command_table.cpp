@@ -46,6 +46,7 @@ constexpr std::array k_kinds{
     kind_name{"flushall", command_kind::flushall},
     kind_name{"flushdb", command_kind::flushdb},
     kind_name{"debug", command_kind::debug},
+    kind_name{"swapdb", command_kind::swapdb},
     kind_name{"mget", command_kind::mget},
     kind_name{"mset", command_kind::mset},
     kind_name{"msetnx", command_kind::msetnx},

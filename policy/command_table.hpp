@@ -59,6 +59,7 @@ enum class command_kind : uint8_t {
   flushall,
   flushdb,
   debug,  // DEBUG RELOAD swaps the dataset
+  swapdb,  // changes what a db holds, as a flush does
   // Routing merge rules (slots mode).
   mget,
   mset,
@@ -103,6 +104,11 @@ enum class command_kind : uint8_t {
 };
 
 const char* to_string(command_kind k);
+// FLUSHALL, FLUSHDB, SWAPDB: they change what a db holds; the flush epoch moves and the
+// flush fence orders them against every other client's commands.
+inline bool is_flush_kind(command_kind k) {
+  return k == command_kind::flushall || k == command_kind::flushdb || k == command_kind::swapdb;
+}
 std::ostream& operator<<(std::ostream& os, command_kind k);
 
 struct command_entry {

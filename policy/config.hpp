@@ -38,7 +38,10 @@ struct server_config {
   std::string listen = "127.0.0.1:7379";
   std::string admin = "127.0.0.1:9379";  // "" disables the admin endpoint
   uint32_t threads = 0;                  // 0 = one per core
-  uint64_t client_output_limit = 8u << 20;  // per client: past this, stop reading its backends
+  uint64_t client_output_limit = 8u << 20;  // per client: past this, stop forwarding its requests
+  // Per client: unanswered request bytes read ahead while its output is over the limit
+  // (redis's own query-buffer limit is 1 GB). Past it the client waits in its socket.
+  uint64_t client_input_window = 64u << 20;
   uint32_t shutdown_timeout_ms = 5000;      // SIGTERM: how long in-flight replies may take
   log_level log = log_level::info;
 };

@@ -216,6 +216,11 @@ class loader {
         if (s.threads > 1024) fail(v.source(), "server.threads is out of range (0-1024)");
       } else if (k == "client_output_limit") {
         get_uint(v, s.client_output_limit, "server.client_output_limit", 1024);
+      } else if (k == "client_input_window") {
+        get_uint(v, s.client_input_window, "server.client_input_window", 1024);
+        if (s.client_input_window > (uint64_t{1} << 30)) {
+          fail(v.source(), "server.client_input_window is out of range (1024-1073741824)");
+        }
       } else if (k == "shutdown_timeout_ms") {
         get_uint(v, s.shutdown_timeout_ms, "server.shutdown_timeout_ms");
       } else if (k == "log_level") {

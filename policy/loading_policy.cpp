@@ -49,7 +49,7 @@ const char* to_string(decision d) {
 std::ostream& operator<<(std::ostream& os, decision d) { return os << to_string(d); }
 
 decision decide(const decide_input& in) {
-  if (in.state == backend_state::ready) return decision::forward;
+  if (serving(in.state)) return decision::forward;
   // PING is not loading-safe, but a health check must stay green while the backend is
   // alive and loading. An explicit [policy.commands] PING entry wins over the rewrite.
   if (in.is_ping && in.ping_rewrite && !in.r.overridden && !in.resp2_subscribed &&

@@ -31,7 +31,7 @@ size_t backend_registry::add(const policy::backend_config& cfg, bool* added) {
 }
 
 backend_snapshot backend_registry::snapshot_locked(const backend& b) const {
-  return backend_snapshot{b.sm.state(), b.echo_loading_safe, b.loading_error};
+  return backend_snapshot{b.sm.state(), b.echo_loading_safe, b.loading_error, b.round_done};
 }
 
 backend_snapshot backend_registry::snapshot(size_t i) const {
@@ -64,7 +64,23 @@ void backend_registry::probe_connected(size_t i) {
   apply(i, b, b.sm.on_probe_connected(), "probe_connected");
 }
 
-void backend_registry::probe_answer(size_t i, const policy::probe_info& info) {
+uint64_t backend_registry::probe_begin(size_t i) {
+  return b_[i]->rounds_begun.fetch_add(1, std::memory_order_acq_rel) + 1;
+}
+
+void backend_registry::probe_done(size_t i, backend& b, uint64_t round, policy::transition t,
+                                  const char* why) {
+  b.round_done = round;
+  const bool wanted = b.confirm_wanted;
+  b.confirm_wanted = false;
+  if (t.changed()) {
+    apply(i, b, t, why);
+  } else if (wanted) {
+    on_change_(i, snapshot_locked(b));
+  }
+}
+
+void backend_registry::probe_answer(size_t i, const policy::probe_info& info, uint64_t round) {
   backend& b = *b_[i];
   std::lock_guard<std::mutex> lock(b.mu);
   b.last = info;
@@ -86,7 +102,15 @@ void backend_registry::probe_answer(size_t i, const policy::probe_info& info) {
     const uint64_t e = b.epoch.fetch_add(bump.n, std::memory_order_acq_rel) + bump.n;
     log::info("flush_epoch", {{"backend", b.cfg.name}, {"epoch", e}, {"reason", bump.reason}});
   }
-  apply(i, b, b.sm.on_probe_answer(info.loading), info.loading ? "info_loading" : "info_ready");
+  probe_done(i, b, round, b.sm.on_probe_answer(info.loading),
+             info.loading ? "info_loading" : "info_ready");
+}
+
+void backend_registry::probe_busy(size_t i, const std::string& why, uint64_t round) {
+  backend& b = *b_[i];
+  std::lock_guard<std::mutex> lock(b.mu);
+  b.last_error = why;
+  probe_done(i, b, round, b.sm.on_probe_busy(), "info_busy");
 }
 
 void backend_registry::probe_failed(size_t i, const std::string& why) {
@@ -115,19 +139,18 @@ void backend_registry::learned(size_t i, const policy::learned_commands& cmds) {
   on_learned_(i, cmds);
 }
 
-void backend_registry::loading_reply(size_t i, std::string_view line) {
+uint64_t backend_registry::loading_reply(size_t i) {
   backend& b = *b_[i];
+  uint64_t after = 0;
   {
     std::lock_guard<std::mutex> lock(b.mu);
-    std::string text(line);
-    if (text.size() < 2 || text.compare(text.size() - 2, 2, "\r\n") != 0) text += "\r\n";
-    if (text[0] == '-' && text != b.loading_error) {
-      b.loading_error = text;
-      on_change_(i, snapshot_locked(b));
-    }
-    apply(i, b, b.sm.on_loading_reply(), "loading_reply");
+    // A probe already under way may have been answered before the server began to
+    // load: only one that begins from now on says whether it loads.
+    after = b.rounds_begun.load(std::memory_order_acquire);
+    b.confirm_wanted = true;
   }
   wake(i);
+  return after;
 }
 
 void backend_registry::unreachable(size_t i) {

@@ -24,6 +24,9 @@ struct backend_snapshot {
   policy::backend_state state = policy::backend_state::connecting;
   bool echo_loading_safe = true;
   std::string loading_error;
+  // The prober's latest completed probe, numbered by when it began. A -LOADING reply is
+  // confirmed (or not) only by a probe that began after the reply was reported.
+  uint64_t probe_round = 0;
 };
 
 struct backend_status {
@@ -59,9 +62,12 @@ class backend_registry {
   size_t add(const policy::backend_config& cfg, bool* added = nullptr);
   const policy::backend_config& config(size_t b) const { return b_[b]->cfg; }
 
-  // Prober events.
+  // Prober events. A probe begins (its round number is returned) and then ends with an
+  // answer, a -BUSY answer, or a failure.
+  uint64_t probe_begin(size_t b);
   void probe_connected(size_t b);
-  void probe_answer(size_t b, const policy::probe_info& info);
+  void probe_answer(size_t b, const policy::probe_info& info, uint64_t round);
+  void probe_busy(size_t b, const std::string& why, uint64_t round);
   void probe_failed(size_t b, const std::string& why);
   void learned(size_t b, const policy::learned_commands& cmds);
   // Cluster mode: a node the topology no longer uses (it left, or failed and was replaced)
@@ -69,14 +75,17 @@ class backend_registry {
   // service if the topology names it again.
   void set_retired(size_t b, bool retired);
   bool retired(size_t b) const { return b_[b]->retired.load(std::memory_order_acquire); }
-  // Session events.
-  void loading_reply(size_t b, std::string_view line);
+  // Session events. A reply said LOADING: the state does not change on that alone (a
+  // script may answer anything); the prober checks at once. Returns the probe round
+  // after which the prober's verdict is known (snapshot.probe_round greater than it).
+  uint64_t loading_reply(size_t b);
   void unreachable(size_t b);
 
   // Flush epochs.
   void bump_epoch(size_t b, const char* why);
   uint64_t epoch(size_t b) const { return b_[b]->epoch.load(std::memory_order_acquire); }
   void flush_sent(size_t b) { b_[b]->proxy_flushes.fetch_add(1, std::memory_order_relaxed); }
+  void flush_unsent(size_t b) { b_[b]->proxy_flushes.fetch_sub(1, std::memory_order_relaxed); }
 
   // Queue bounds over all clients and threads (only the queueing path touches these).
   bool queue_admit(size_t b, size_t bytes, uint64_t max_count, uint64_t max_bytes);
@@ -101,6 +110,9 @@ class backend_registry {
     policy::flush_epoch_tracker tracker;
     policy::probe_info last;
     std::string loading_error = "-LOADING Redis is loading the dataset in memory\r\n";
+    std::atomic<uint64_t> rounds_begun{0};
+    uint64_t round_done = 0;
+    bool confirm_wanted = false;  // a session waits for the next probe's verdict
     bool echo_loading_safe = true;
     std::string last_error;
     std::chrono::steady_clock::time_point loading_since{};
@@ -114,6 +126,9 @@ class backend_registry {
 
   // With b.mu held: apply a transition, log it, and tell the workers.
   void apply(size_t i, backend& b, policy::transition t, const char* why);
+  // With b.mu held, after a probe ended: record its round, and tell the workers if a
+  // session waits for that verdict (a state change has told them already).
+  void probe_done(size_t i, backend& b, uint64_t round, policy::transition t, const char* why);
   backend_snapshot snapshot_locked(const backend& b) const;
 
   std::vector<std::unique_ptr<backend>> b_;

@@ -39,12 +39,17 @@ void client_session::pump() {
     return;
   }
   in_pump_ = true;
-  // The core opens links as backends appear (cluster mode); the shell follows.
-  while (links_.size() < core_.link_count()) links_.push_back(std::make_unique<link_io>(w_.io()));
   // Each pass moves whatever can move without waiting; stop when nothing did.
+  bool progress = false;
   for (int pass = 0; pass < 32 && !closing_; ++pass) {
     pump_again_ = false;
-    bool progress = false;
+    progress = false;
+    // The core opens links as backends appear (cluster mode: a -MOVED to a node first
+    // seen during this very pump); the shell follows on every pass.
+    while (links_.size() < core_.link_count()) {
+      links_.push_back(std::make_unique<link_io>(w_.io()));
+      progress = true;
+    }
     if (client_closed_) {
       // Lingering: replies have nobody to go to.
       if (core_.has_client_output()) {
@@ -85,6 +90,18 @@ void client_session::pump() {
       break;
     }
     if (!progress && !pump_again_) break;
+  }
+  if (!closing_ && (progress || pump_again_) && !repump_posted_) {
+    // The pass limit stopped a pump that was still moving bytes (a long pipeline in both
+    // directions). Sockets left "maybe ready" are waited on by nobody: come back at once,
+    // after the other sessions of this thread had their turn.
+    repump_posted_ = true;
+    ++ops_;
+    asio::post(w_.io(), [this] {
+      repump_posted_ = false;
+      if (!closing_) pump();
+      op_done();
+    });
   }
   if (!closing_) {
     // Wait for whatever would block. A socket not waited on now keeps "maybe ready":

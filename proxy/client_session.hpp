@@ -85,6 +85,7 @@ class client_session {
   bool client_closed_ = false;
   bool in_pump_ = false;
   bool pump_again_ = false;
+  bool repump_posted_ = false;  // a pump cut short by its pass limit comes back by post
   int ops_ = 0;  // handlers still to run; the session is freed at zero once closing
 };
 

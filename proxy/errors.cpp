@@ -75,26 +75,21 @@ redirect parse_redirect(std::string_view line) {
 }
 
 bool is_loading_error(std::string_view line) {
-  if (line.empty() || (line[0] != '-' && line[0] != '!')) return false;
-  auto lower_contains = [&](std::string_view needle) {
-    if (line.size() < needle.size()) return false;
-    for (size_t i = 0; i + needle.size() <= line.size(); ++i) {
-      size_t j = 0;
-      while (j < needle.size()) {
-        char c = line[i + j];
-        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
-        if (c != needle[j]) break;
-        ++j;
-      }
-      if (j == needle.size()) return true;
-    }
-    return false;
+  // Exact, whole error lines of servers that say "loading" under another code. Free text
+  // that merely mentions loading (a script's error_reply, a module) is a command's own
+  // answer and never matches: a match can send a command again.
+  static constexpr std::string_view exact[] = {
+      "-ERR LOADING kvrocks is restoring the db from backup",  // Kvrocks before 2.x
   };
-  std::string_view body = line.substr(1);
-  if (body.substr(0, 4) == "ERR ") body.remove_prefix(4);
-  if (body.substr(0, 7) == "LOADING") return true;
-  return lower_contains("is loading the dataset") || lower_contains("restoring the db") ||
-         lower_contains("is restoring");
+  if (line.empty() || (line[0] != '-' && line[0] != '!')) return false;
+  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.remove_suffix(1);
+  for (std::string_view e : exact) {
+    if (line == e) return true;
+  }
+  // RESP2 "-CODE message"; RESP3 blob errors ("!<len>\r\nCODE message") come framed, and
+  // their first line holds only the length: the proxy never sees those from a loading server.
+  const std::string_view body = line.substr(1);
+  return body.substr(0, 7) == "LOADING" && (body.size() == 7 || body[7] == ' ');
 }
 
 std::string wrong_arity(std::string_view fullname) {

@@ -67,6 +67,10 @@ inline constexpr std::string_view backend_protocol =
 inline constexpr std::string_view shutting_down = "-ERR respfence: shutting down\r\n";
 inline constexpr std::string_view not_supported_sharded =
     "-ERR respfence: this command is not supported with routing.mode = \"slots\"\r\n";
+// A flush (or SWAPDB) inside MULTI would run on the one shard the transaction runs on.
+inline constexpr std::string_view flush_in_multi_sharded =
+    "-ERR respfence: FLUSHALL, FLUSHDB and SWAPDB inside MULTI would reach one shard; "
+    "send them outside MULTI with routing.mode = \"slots\" or \"cluster\"\r\n";
 
 // Cluster redirections and refusals (cluster.c): what a node answers when the slot is
 // elsewhere, moving, or the cluster cannot serve it.
@@ -78,8 +82,9 @@ struct redirect {
 };
 redirect parse_redirect(std::string_view line);
 
-// Is this error line a server saying it is loading? Tolerant of the variants: Redis and
-// Valkey "-LOADING ...", "-ERR LOADING ...", and Kvrocks' "restoring" text.
+// Is this error line a server saying it is loading? Its error code is LOADING (Redis,
+// Valkey, Kvrocks), or it is one of a few exact texts of other servers. Free text that
+// merely mentions loading never matches: it may be a script's own answer.
 bool is_loading_error(std::string_view line);
 
 }  // namespace err
@@ -89,6 +94,7 @@ inline constexpr std::string_view ok = "+OK\r\n";
 inline constexpr std::string_view queued = "+QUEUED\r\n";
 inline constexpr std::string_view pong = "+PONG\r\n";
 inline constexpr std::string_view null_bulk = "$-1\r\n";
+inline constexpr std::string_view null_array = "*-1\r\n";
 inline constexpr std::string_view null_resp3 = "_\r\n";
 }  // namespace rep
 

@@ -91,7 +91,9 @@ bool prober::connect(std::string& why) {
 }
 
 bool prober::probe(std::string& why) {
+  const uint64_t round = reg_.probe_begin(b_);
   std::string text;
+  bool busy = false;
   auto info = [&](const char* cmd) -> int {
     reply_ptr r(redisCommand(ctx_, cmd));
     if (r.r == nullptr) {
@@ -100,18 +102,28 @@ bool prober::probe(std::string& why) {
     }
     if (r.r->type == REDIS_REPLY_ERROR) {
       why = std::string(r.r->str, r.r->len);
+      // A script or function past busy-reply-threshold: the server is up and answers
+      // at once, but runs nothing else until it ends or is killed.
+      busy = why.rfind("BUSY", 0) == 0;
       return 0;
     }
     if (r.r->type == REDIS_REPLY_STRING) text.append(r.r->str, r.r->len);
     return 1;
   };
+  auto answered_busy = [&] {
+    reg_.probe_busy(b_, why, round);
+    return true;
+  };
   if (!split_info_) {
     const int rc = info("INFO server persistence commandstats cluster");
     if (rc < 0) return false;
+    if (busy) return answered_busy();
     if (rc == 0) split_info_ = true;  // before Redis 7 INFO takes one section
   }
   if (split_info_) {
-    if (info("INFO") <= 0 || info("INFO commandstats") <= 0) return false;
+    const int rc = info("INFO") <= 0 ? -1 : info("INFO commandstats");
+    if (busy) return answered_busy();
+    if (rc <= 0) return false;
   }
   policy::probe_info parsed = policy::parse_info(text);
   if (parsed.cluster_enabled && !parsed.loading) {
@@ -120,7 +132,7 @@ bool prober::probe(std::string& why) {
     if (info("CLUSTER INFO") < 0) return false;
     parsed.cluster_state = policy::parse_info(text).cluster_state;
   }
-  reg_.probe_answer(b_, parsed);
+  reg_.probe_answer(b_, parsed, round);
   return true;
 }
 
@@ -166,7 +178,8 @@ void prober::run() {
       reg_.wait(b_, std::chrono::milliseconds(hs_.loading_interval_ms.load()));
       continue;
     }
-    const bool ready = reg_.snapshot(b_).state == policy::backend_state::ready;
+    // Ready or busy: the server answers; nothing to watch closely.
+    const bool ready = policy::serving(reg_.snapshot(b_).state);
     reg_.wait(b_, std::chrono::milliseconds(ready ? hs_.interval_ms.load()
                                                   : hs_.loading_interval_ms.load()));
   }

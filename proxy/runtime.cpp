@@ -82,6 +82,7 @@ runtime::runtime(policy::config cfg)
   for (size_t i = 0; i < threads; ++i) {
     workers_.push_back(std::make_unique<worker>(*this, i));
     workers_.back()->set_output_limit(cfg_.server.client_output_limit);
+    workers_.back()->set_input_window(cfg_.server.client_input_window);
   }
 }
 
@@ -347,12 +348,17 @@ std::string runtime::reload(bool* ok) {
     cfg_.health = n.health;
     cfg_.server.log = n.server.log;
     cfg_.server.client_output_limit = n.server.client_output_limit;
+    cfg_.server.client_input_window = n.server.client_input_window;
     cfg_.server.shutdown_timeout_ms = n.server.shutdown_timeout_ms;
   }
   log::set_level(n.server.log);
   health_.set(n.health, n.policy.learn_from_backend);
   const size_t limit = n.server.client_output_limit;
-  post_to_workers([limit](worker& w) { w.set_output_limit(limit); });
+  const size_t window = n.server.client_input_window;
+  post_to_workers([limit, window](worker& w) {
+    w.set_output_limit(limit);
+    w.set_input_window(window);
+  });
   publish_policy();
   for (size_t b = 0; b < registry_->size(); ++b) registry_->wake(b);
   if (ok) *ok = true;

@@ -74,7 +74,8 @@ bool runtime::all_ready(std::string& why) const {
       if (s.state == policy::backend_state::loading) {
         why += " (" + number(s.loading_perc) + "%, eta " + std::to_string(s.loading_eta_s) + "s)";
       }
-      if (!s.last_error.empty() && s.state == policy::backend_state::down) {
+      if (!s.last_error.empty() &&
+          (s.state == policy::backend_state::down || s.state == policy::backend_state::busy)) {
         why += ": " + s.last_error;
       }
       return false;
@@ -131,7 +132,7 @@ std::string runtime::metrics_text() const {
   std::ostringstream o;
   const policy::backend_state states[] = {
       policy::backend_state::connecting, policy::backend_state::loading,
-      policy::backend_state::ready, policy::backend_state::down};
+      policy::backend_state::ready, policy::backend_state::down, policy::backend_state::busy};
   std::vector<backend_status> st;
   for (size_t b = 0; b < registry_->size(); ++b) st.push_back(registry_->status(b));
 

@@ -65,6 +65,8 @@ const char* to_string(hold_reason r) {
       return "barrier";
     case hold_reason::retry:
       return "retry";
+    case hold_reason::confirm:
+      return "confirm";
   }
   return "?";
 }
@@ -137,9 +139,10 @@ session_core::~session_core() { on_client_closed(); }
 
 bool session_core::wants_client_read() const {
   if (client_gone_ || stop_input_ || shutting_down_) return false;
-  if (output_over_limit()) return false;
-  // Too much sent and not yet answered: let the client wait in its socket buffer. A
-  // single request bigger than the window is still read to its end.
+  // Reading goes on while the output is over its limit (only forwarding stops), so a
+  // client that writes its whole pipeline before it reads a reply is never stuck in its
+  // own write. Past the input window of unanswered requests the client waits in its
+  // socket buffer. A single request bigger than the window is still read to its end.
   if (in_len_ - input_floor() > lim_.input_window && framer_.bytes_needed_hint() == 0) {
     return false;
   }
@@ -155,7 +158,9 @@ void session_core::on_client_data(size_t n) {
 }
 
 void session_core::parse_input() {
-  while (!stop_input_ && parse_pos_ < in_len_) {
+  // Requests are not decided while the client's replies are over the output limit: they
+  // wait, read but unparsed, until it reads (client_output_done() parses again).
+  while (!stop_input_ && parse_pos_ < in_len_ && !output_over_limit()) {
     const std::string_view view(in_.data() + parse_pos_, in_len_ - parse_pos_);
     const frame_status st = framer_.next(view);
     if (st == frame_status::need_more) break;
@@ -242,12 +247,14 @@ bool session_core::dispatch(entry& e, const routing::arg_source& args) {
     return true;
   }
   size_t b = r.backend;
+  // The fence is the primary's: a read that may go to its replica waits for it too.
+  const size_t primary = b;
   if (router.replica_reads() && r.kind == routing::route_kind::backend && !keys_.empty() &&
       (e.cflags & policy::flag_readonly) != 0 && !tx_open_ && e.force_backend < 0) {
     // A read may go to the shard's replica, if it is ready (not loading a resync).
     const int32_t rep = router.replica_for(routing::key_slot(args.arg(keys_[0])));
     if (rep >= 0 && static_cast<size_t>(rep) < links_.size() &&
-        env_.view(static_cast<size_t>(rep)).state == backend_state::ready) {
+        policy::serving(env_.view(static_cast<size_t>(rep)).state)) {
       b = static_cast<size_t>(rep);
     }
   }
@@ -271,16 +278,17 @@ bool session_core::dispatch(entry& e, const routing::arg_source& args) {
     return false;
   }
 
-  if ((k == command_kind::flushall || k == command_kind::flushdb) && !e.fence_passed) {
-    if (!start_flush(e, {b})) return false;
+  if (policy::is_flush_kind(k) && !e.fence_passed) {
+    const char* why = k == command_kind::swapdb ? "swapdb_through_proxy" : "flush_through_proxy";
+    if (!start_flush(e, {b}, why)) return false;
   }
 
-  const backend_view& v = env_.view(b);
-  if (v.fence_level > 0 && e.seq >= fence_mark_ && !e.is_flush) {
+  if (fenced(e, b) || (primary != b && fenced(e, primary))) {
     hold(e, hold_reason::fence);
     return false;
   }
-  if (v.state == backend_state::ready) {
+  const backend_view& v = env_.view(b);
+  if (policy::serving(v.state)) {
     send(e, b, args);
     env_.count(b, counter::forwarded);
     return true;
@@ -354,6 +362,8 @@ void session_core::release_admission(entry& e) {
 
 void session_core::resume() {
   if (client_gone_) return;  // nothing more is sent for a client that left
+  settle_waits();
+  waits_changed_ = false;
   for (size_t i = 0; i < pipe_.size() && held_ > 0; ++i) {
     entry& e = pipe_[i];
     if (e.state != entry_state::held) continue;
@@ -361,6 +371,7 @@ void session_core::resume() {
     if (e.hold == hold_reason::flush) break;
     if (e.hold == hold_reason::barrier && e.seq != head_seq_) break;
     if (e.hold == hold_reason::retry) break;  // tick() releases it when it is due
+    if (e.hold == hold_reason::confirm) break;  // settle_waits() decides it
     --held_;
     e.hold = hold_reason::none;
     release_admission(e);
@@ -400,7 +411,7 @@ void session_core::tick(int64_t now_ms) {
     on_client_closed();
     return;
   }
-  bool expired = false;
+  bool expired = !waits_.empty();  // their deadlines pass here
   for (size_t i = 0; i < pipe_.size(); ++i) {
     entry& e = pipe_[i];
     if (e.state == entry_state::held && e.hold == hold_reason::retry && e.deadline <= now_ms) {
@@ -474,8 +485,26 @@ void session_core::send(entry& e, size_t b, const routing::arg_source& args) {
       break;
     case command_kind::exec:
     case command_kind::discard:
+      // Both end WATCH, but only inside MULTI ("EXEC without MULTI" leaves it).
+      if (links_[b].server_multi) watch_active_ = false;
+      links_[b].server_multi = false;
+      break;
     case command_kind::reset:
       links_[b].server_multi = false;
+      watch_active_ = false;
+      watch_lost_ = false;
+      break;
+    case command_kind::watch:
+      if (!links_[b].server_multi) {
+        watch_active_ = true;
+        watch_link_ = b;
+      }
+      break;
+    case command_kind::unwatch:
+      if (!links_[b].server_multi) {
+        watch_active_ = false;
+        watch_lost_ = false;
+      }
       break;
     default:
       break;
@@ -496,7 +525,9 @@ void session_core::send(entry& e, size_t b, const routing::arg_source& args) {
   e.state = entry_state::sent;
   e.backend = static_cast<uint16_t>(b);
   e.kind = kind;
-  if (e.is_flush) env_.flush_sent(b);
+  if (e.is_flush) {
+    for (uint8_t n = 0; n < e.flushes; ++n) env_.flush_sent(b);
+  }
   if (no_reply) {
     // CLIENT REPLY OFF/SKIP: the server sends nothing back for this one.
     answer_local(e, {});

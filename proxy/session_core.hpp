@@ -53,14 +53,19 @@ enum class reply_kind : uint8_t {
 };
 const char* to_string(reply_kind k);
 
-enum class hold_reason : uint8_t { none, order, loading, fence, flush, barrier, retry };
+// Why a command waits in the proxy. `confirm`: the server answered LOADING, and whether
+// it is sent again waits for the prober's verdict and for what ran after it on its link.
+enum class hold_reason : uint8_t { none, order, loading, fence, flush, barrier, retry, confirm };
 const char* to_string(hold_reason r);
 
 class session_core {
  public:
   struct limits {
     size_t client_output = 8u << 20;  // stop reading backends past this much pending output
-    size_t input_window = 64u << 20;  // stop reading the client past this much unanswered input
+    // Requests are read (but not forwarded while the output is over its limit) up to
+    // this much unanswered input, so that a client that writes a whole pipeline before
+    // it reads its replies never deadlocks below it.
+    size_t input_window = 64u << 20;
   };
 
   session_core(session_env& env, limits lim);
@@ -78,8 +83,9 @@ class session_core {
   // answers it (lingering()), or later commands of other clients could overtake it.
   // Called again with `final` when the shell really closes; then nothing is kept.
   void on_client_closed(bool final = false);
-  // The client is gone, but its flush is still on the wire: keep the backend links open.
-  bool lingering() const { return client_gone_ && own_fence_ != 0; }
+  // The client is gone, but its flush is still on the wire, or a fence waits for commands
+  // it sent before the flush: keep the backend links open until they are answered.
+  bool lingering() const;
 
   bool has_client_output() const { return !out_.empty() && writing_.empty(); }
   std::string_view take_client_output();  // valid until client_output_done()
@@ -108,8 +114,10 @@ class session_core {
   void resume();              // a backend's state changed, or a fence lifted
   void tick(int64_t now_ms);  // deadlines of held commands
   // A flush fence went up: remember what came before it; true if all of that is answered.
+  // Any number of fences may be up at once, each with its own mark.
   bool fence_begin(uint64_t fence_id, const std::vector<size_t>& backends);
   void fence_ready(uint64_t fence_id);  // this session's flush may go now
+  void fence_end(uint64_t fence_id);    // the fence lowered everywhere
   void begin_shutdown();                // SIGTERM: finish what is in flight, take nothing new
 
   // Memory: a session with nothing in flight may give its buffers back; the next byte
@@ -141,7 +149,8 @@ class session_core {
     hold_reason hold = hold_reason::none;
     bool admitted = false;     // counted against the global queue bounds
     bool exempt = false;       // a flush fence does not wait for it (blocking, pub/sub, ...)
-    bool is_flush = false;
+    bool is_flush = false;     // FLUSHALL/FLUSHDB/SWAPDB, or an EXEC that holds one
+    uint8_t flushes = 1;       // flushes it carries (an EXEC may hold several)
     bool saw_loading = false;  // tx_exec: a part was answered -LOADING
     bool retry = false;        // a -LOADING reply sends it back to the queue
     bool fence_passed = false; // a flush whose fence has drained
@@ -158,6 +167,29 @@ class session_core {
     bool asking = false;         // cluster: send ASKING first (-ASK)
     bool saw_redirect = false;   // tx_exec: a part was redirected; the block goes again
     uint8_t redirects = 0;       // cluster: bounded
+    uint16_t waits = 0;          // its LOADING answers (or its parts') waiting for a verdict
+    uint64_t own_fence = 0;      // a flush: the fence it raised, until it is answered
+  };
+
+  // A LOADING answer whose command may be sent again (SPEC §4): only once the prober has
+  // confirmed that the backend loads, and only if nothing sent after it on the same
+  // connection ran (a SELECT pipelined behind it would otherwise be reordered before it).
+  struct retry_wait {
+    uint64_t seq = 0;
+    uint16_t part = 0;
+    bool is_part = false;
+    bool quiet = false;  // every later command on its connection was answered LOADING too
+    uint16_t backend = 0;
+    uint64_t after_round = 0;  // the prober's verdict counts from the probe after this one
+    int64_t deadline = 0;      // then the client gets the server's answer as it came
+  };
+
+  // A flush fence as this session sees it: what it accepted before the flush (seq < mark).
+  struct fence_mark {
+    uint64_t id = 0;
+    uint64_t mark = 0;
+    std::vector<size_t> backends;
+    bool reported = false;  // drained, and said so
   };
 
   struct seg {
@@ -202,6 +234,10 @@ class session_core {
     int32_t backend = -1;    // slots mode: the backend its keys live on
     int32_t slot = -1;       // cluster mode: the slot its keys live in
     bool crossslot = false;  // slots mode: its keys live on several backends
+    int32_t multi_backend = -1;  // where its MULTI (and the commands after it) went
+    bool broken = false;     // that connection broke: the server forgot the head of the block
+    uint8_t flushes = 0;     // FLUSHALL/FLUSHDB/SWAPDB inside it
+    bool watched = false;    // a WATCH was active at EXEC: it cannot be sent a second time
   };
 
   // ---- requests and decisions (session_core.cpp; buffers in session_buffers.cpp,
@@ -218,9 +254,19 @@ class session_core {
   void send_gen(size_t b, std::string_view bytes, uint8_t what, uint64_t seq);
   void append_in(link& l, size_t off, size_t len);
   void answer_local(entry& e, std::string_view reply);
-  bool start_flush(entry& e, const std::vector<size_t>& targets);
-  bool fence_drained() const;
+  bool start_flush(entry& e, const std::vector<size_t>& targets, const char* why);
+  bool fenced(const entry& e, size_t b) const;
+  bool fence_drained(const fence_mark& f) const;
   bool own_flush_on_wire() const;
+  void answer_null_exec(entry& e);
+
+  // ---- LOADING answers and retries (session_retry.cpp) ----
+  void begin_wait(entry& e, size_t b, const inflight_item& it, std::string_view reply);
+  void on_ran(size_t b);        // a command on link b ran: earlier LOADING answers stand
+  void check_quiet(size_t b);
+  void settle_waits();          // decide the waits whose verdict is in
+  void end_wait(size_t i, bool retry);
+  void forget_waits(uint64_t seq);
   void compact_input();
   size_t input_floor() const;
 
@@ -289,6 +335,10 @@ class session_core {
   uint64_t next_seq_ = 0;
   size_t held_ = 0;
   bool watching_ = false;
+  std::vector<retry_wait> waits_;
+  std::string kept_;  // LOADING answers of entries waiting for a verdict
+  size_t kept_live_ = 0;
+  bool waits_changed_ = false;
 
   std::deque<link> links_;  // grows as backends appear; references stay valid
   size_t in_pins_ = 0;  // links whose write in progress points into in_
@@ -309,8 +359,15 @@ class session_core {
   int db_ = 0;
   bool resp3_ = false;
 
+  // WATCH: active on the server connection `watch_link_`; lost when that connection broke
+  // (the next EXEC then answers a null array, as for a touched key, never a commit).
+  bool watch_active_ = false;
+  bool watch_lost_ = false;
+  size_t watch_link_ = 0;
+
   // Transactions.
   bool tx_open_ = false;      // the client is between MULTI and EXEC/DISCARD
+  uint8_t tx_flushes_ = 0;    // flushes queued on the server inside this MULTI
   bool tx_deferred_ = false;  // ...and the proxy holds the block
   bool tx_dirty_ = false;     // a command of the held block failed: EXEC aborts
   bool tx_aborted_ = false;   // the backend connection broke inside MULTI
@@ -327,13 +384,10 @@ class session_core {
   bool reply_off_ = false;
   bool reply_skip_next_ = false;
 
-  // Flush fence.
-  uint64_t fence_id_ = 0;        // fence this session is draining for
-  uint64_t fence_mark_ = 0;      // entries with seq < mark came before it
-  std::vector<size_t> fence_backends_;
-  uint64_t own_fence_ = 0;       // the fence of this session's own flush
-  uint64_t own_fence_seq_ = 0;
-  bool own_fence_pending_ = false;
+  // Flush fences up now, and the entry whose flush is raising one (its own later
+  // commands come after the flush, even if they were read in the same batch).
+  std::vector<fence_mark> fences_;
+  uint64_t flushing_seq_ = UINT64_MAX;
 
   int64_t batch_us_ = 0;     // when the current batch of bytes arrived
   bool touched_ = false;     // bytes moved since the last idle sweep

@@ -25,6 +25,7 @@ struct backend_view {
   bool echo_loading_safe = true;
   std::string loading_error = "-LOADING Redis is loading the dataset in memory\r\n";
   uint32_t fence_level = 0;  // flush fences holding commands for this backend
+  uint64_t probe_round = 0;  // the prober's latest completed probe (backend_snapshot)
 };
 
 enum class counter : uint8_t { forwarded, queued, rejected, rewritten, retried, expired, count_ };
@@ -53,8 +54,10 @@ class session_env {
   virtual size_t backend_for(std::string_view host_port) = 0;
   virtual void topology_changed() = 0;
 
-  // A reply said -LOADING, or a connection to the backend could not be made.
-  virtual void report_loading(size_t backend, std::string_view error_line) = 0;
+  // A reply said LOADING: the prober checks at once. The state does not change until it
+  // has; its verdict is known once view().probe_round passes the number returned.
+  virtual uint64_t report_loading(size_t backend) = 0;
+  // A connection to the backend could not be made.
   virtual void report_unreachable(size_t backend) = 0;
 
   // The flush fence (SPEC §5). A session about to send a flush bumps the epochs, then
@@ -65,6 +68,8 @@ class session_env {
   virtual void bump_epoch(size_t backend, const char* why) = 0;
   // A flush is on its way to `backend` (the prober must not count it as someone else's).
   virtual void flush_sent(size_t backend) = 0;
+  // ...and it was answered LOADING and goes again later: it did not run.
+  virtual void flush_unsent(size_t backend) = 0;
   virtual uint64_t begin_flush(session_core* s, const std::vector<size_t>& backends) = 0;
   virtual void flush_done(uint64_t fence_id) = 0;
   virtual void session_drained(uint64_t fence_id) = 0;

@@ -1,4 +1,13 @@
 // session_core: the flush fence (SPEC §5) and shutdown, seen from one session.
+//
+// Any number of fences may be up at once, from any sessions on any threads. Each keeps
+// its own mark in every session: what that session accepted before the flush. Fences
+// are ordered by their ids (one counter for the process), and so are their flushes: a
+// fence waits for the flushes of lower ids, never for higher ones. The messages that
+// raise them may reach a thread out of that order; each session keeps its marks in id
+// order all the same (a fence's mark is never past that of a higher fence it already
+// knows), so that nothing a fence waits for is held by a higher fence: no two fences
+// ever wait for each other.
 
 #include <algorithm>
 #include <cstring>
@@ -9,67 +18,94 @@
 
 namespace respfence::proxy {
 
+namespace {
+bool targets(const std::vector<size_t>& backends, size_t b) {
+  return std::find(backends.begin(), backends.end(), b) != backends.end();
+}
+}  // namespace
+
 // ---------------------------------------------------------------- flush fence
 
-bool session_core::start_flush(entry& e, const std::vector<size_t>& targets) {
+bool session_core::start_flush(entry& e, const std::vector<size_t>& backends, const char* why) {
   // The epoch moves first, synchronously: anything stamped before it is stale from now.
-  for (size_t b : targets) env_.bump_epoch(b, "flush_through_proxy");
+  for (size_t b : backends) env_.bump_epoch(b, why);
   e.is_flush = true;
   if (!env_.fence_enabled()) {
     e.fence_passed = true;
     return true;
   }
-  own_fence_seq_ = e.seq;
   hold(e, hold_reason::flush);
-  // The env raises the fence on this thread's sessions before it returns; this one must
-  // know the fence is its own while that happens.
-  own_fence_pending_ = true;
-  own_fence_ = env_.begin_flush(this, targets);
-  own_fence_pending_ = false;
+  // The env raises the fence on this thread's sessions before it returns, this one
+  // included, which must know that the fence is its own while that happens.
+  flushing_seq_ = e.seq;
+  const uint64_t id = env_.begin_flush(this, backends);
+  flushing_seq_ = UINT64_MAX;
+  at(e.seq).own_fence = id;
   return false;
 }
 
 bool session_core::fence_begin(uint64_t fence_id, const std::vector<size_t>& backends) {
-  // Everything accepted so far came before the flush. The flushing session's own later
-  // commands come after it, even if they were read in the same batch.
-  const bool own = own_fence_pending_ || (own_fence_ != 0 && fence_id == own_fence_);
-  fence_mark_ = own ? own_fence_seq_ + 1 : next_seq_;
-  fence_backends_ = backends;
-  fence_id_ = fence_id;
-  if (fence_drained()) {
-    fence_id_ = 0;
+  // Everything accepted so far came before the flush; the flushing session's own later
+  // commands come after it.
+  uint64_t mark = flushing_seq_ != UINT64_MAX ? flushing_seq_ + 1 : next_seq_;
+  for (const fence_mark& g : fences_) {
+    const bool shared = std::any_of(backends.begin(), backends.end(),
+                                    [&](size_t b) { return targets(g.backends, b); });
+    if (g.id > fence_id && shared) mark = std::min(mark, g.mark);
+  }
+  fences_.push_back(fence_mark{fence_id, mark, backends, false});
+  if (fence_drained(fences_.back())) {
+    fences_.back().reported = true;
     return true;
   }
   return false;
 }
 
-bool session_core::fence_drained() const {
+void session_core::fence_end(uint64_t fence_id) {
+  fences_.erase(std::remove_if(fences_.begin(), fences_.end(),
+                               [fence_id](const fence_mark& f) { return f.id == fence_id; }),
+                fences_.end());
+}
+
+bool session_core::fenced(const entry& e, size_t b) const {
+  if (env_.view(b).fence_level == 0) return false;
+  // A flush waits for its own fence to drain (fence_ready), not behind other fences.
+  if (e.own_fence != 0) return false;
+  for (const fence_mark& f : fences_) {
+    if (e.seq >= f.mark && targets(f.backends, b)) return true;
+  }
+  return false;
+}
+
+bool session_core::fence_drained(const fence_mark& f) const {
   for (size_t i = 0; i < pipe_.size(); ++i) {
     const entry& e = pipe_[i];
-    if (e.seq >= fence_mark_) break;
-    if (e.state == entry_state::done || e.exempt || e.is_flush) continue;
+    if (e.seq >= f.mark) break;
+    if (e.state == entry_state::done || e.exempt) continue;
+    // Its own flush, or one whose fence rose later (and so waits for this one).
+    if (e.own_fence != 0 && e.own_fence >= f.id) continue;
+    // A client that left sends nothing more: only what is on the wire counts.
+    if (client_gone_ && e.state == entry_state::held) continue;
     // Not yet decided: its backend is not known, so it counts.
     if (e.state == entry_state::held && e.hold != hold_reason::loading) return false;
-    if (std::find(fence_backends_.begin(), fence_backends_.end(), e.backend) !=
-        fence_backends_.end()) {
-      return false;
-    }
+    if (targets(f.backends, e.backend)) return false;
   }
   return true;
 }
 
 void session_core::check_fence_drained() {
-  if (fence_id_ == 0 || !fence_drained()) return;
-  const uint64_t id = fence_id_;
-  fence_id_ = 0;
-  env_.session_drained(id);
+  for (fence_mark& f : fences_) {
+    if (f.reported || !fence_drained(f)) continue;
+    f.reported = true;
+    env_.session_drained(f.id);
+  }
 }
 
 void session_core::fence_ready(uint64_t fence_id) {
-  if (fence_id == 0 || fence_id != own_fence_) return;
+  if (fence_id == 0) return;
   for (size_t i = 0; i < pipe_.size(); ++i) {
     entry& e = pipe_[i];
-    if (e.seq != own_fence_seq_) continue;
+    if (e.own_fence != fence_id) continue;
     if (e.state == entry_state::held && e.hold == hold_reason::flush) {
       e.hold = hold_reason::order;  // resume() decides it now, in its turn
       e.fence_passed = true;
@@ -77,6 +113,20 @@ void session_core::fence_ready(uint64_t fence_id) {
     break;
   }
   resume();
+}
+
+bool session_core::own_flush_on_wire() const {
+  for (size_t i = 0; i < pipe_.size(); ++i) {
+    const entry& e = pipe_[i];
+    if (e.own_fence != 0 && e.state == entry_state::sent) return true;
+  }
+  return false;
+}
+
+bool session_core::lingering() const {
+  if (!client_gone_) return false;
+  if (own_flush_on_wire()) return true;
+  return std::any_of(fences_.begin(), fences_.end(), [](const fence_mark& f) { return !f.reported; });
 }
 
 // ---------------------------------------------------------------- shutdown
@@ -90,6 +140,7 @@ void session_core::begin_shutdown() {
     entry& e = pipe_[i];
     if (e.state != entry_state::held) continue;
     --held_;
+    if (e.hold == hold_reason::confirm) forget_waits(e.seq);
     e.hold = hold_reason::none;
     release_admission(e);
     if (e.tx >= 0) abandon_tx(e);

@@ -24,6 +24,11 @@ bool is_message(std::string_view name) {
   return name == "message" || name == "pmessage" || name == "smessage";
 }
 
+// A command whose effect and answer depend on nothing: that it ran before an earlier
+// command sent again is invisible (ECHO, and PING: a health check pipelined behind a
+// command must not cost that command its retry).
+bool order_free(command_kind k) { return k == command_kind::echo || k == command_kind::ping; }
+
 std::string_view first_line(std::string_view reply) {
   const size_t cr = reply.find('\r');
   return cr == std::string_view::npos ? reply : reply.substr(0, cr + 2);
@@ -123,6 +128,9 @@ void session_core::on_link_failed(size_t b, bool was_open) {
 
 void session_core::fail_link(size_t b, std::string_view why) {
   const bool was_multi = links_[b].server_multi;
+  // LOADING answers on this link whose later commands are unanswered: those may have
+  // run before the connection broke, so the earlier ones are not sent again.
+  on_ran(b);
   const ring<inflight_item> items = close_link_state(b);
   // Sent, and maybe run: the client hears that the connection was lost, never silence.
   for_each_waiting(items, [&](entry& e, const inflight_item& it) {
@@ -132,8 +140,21 @@ void session_core::fail_link(size_t b, std::string_view why) {
       deliver(e, why);
     }
   });
-  for (auto& t : txs_) t.multi_sent = false;
+  // A block whose MULTI (and first commands) went on this connection lost that head
+  // with it: the rest must never run alone. Its EXEC answers EXECABORT.
+  for (auto& t : txs_) {
+    if (t.multi_sent && t.multi_backend == static_cast<int32_t>(b)) {
+      t.multi_sent = false;
+      t.broken = true;
+    }
+  }
   if (was_multi && tx_open_ && !tx_deferred_) tx_aborted_ = true;
+  if (tx_open_ && tx_deferred_ && tx_cur_ >= 0 && txs_[tx_cur_].broken) tx_dirty_ = true;
+  // WATCH lived on that connection: the next EXEC must not commit as if it had held.
+  if (watch_active_ && watch_link_ == b) {
+    watch_active_ = false;
+    watch_lost_ = true;
+  }
   // Subscriptions, MONITOR and tracking lived on that connection and cannot be replayed
   // without the client seeing it: close the client, as the server going away would.
   if (subscribed() || monitor_ || tracking_) {
@@ -229,6 +250,12 @@ void session_core::on_link_data(size_t b, size_t n) {
     l.rstart += reply.size();
     on_reply(b, reply, l.framer.info());
   }
+  check_quiet(b);
+  settle_waits();
+  if (waits_changed_) {
+    resume();  // what waited behind a decided LOADING answer may go now
+    return;
+  }
   after_completion();
 }
 
@@ -284,9 +311,11 @@ void session_core::on_reply(size_t b, std::string_view reply, const reply_info& 
   const inflight_item it = l.inflight.front();
   if (info.is_error() && rt().cluster() && redirected(b, it, first_line(reply))) return;
   const bool loading = info.is_error() && err::is_loading_error(first_line(reply));
-  if (loading) env_.report_loading(b, first_line(reply));
   if (it.what == detail::item_swallow || it.what == detail::item_replay) {
+    // The proxy's own commands (a replayed SELECT, a held block's MULTI and commands):
+    // they decide no client command's retry, except through the block's EXEC.
     l.inflight.pop_front();
+    if (loading) env_.report_loading(b);
     if (loading && it.what == detail::item_swallow && it.seq >= head_seq_ &&
         it.seq < head_seq_ + pipe_.size()) {
       at(it.seq).saw_loading = true;
@@ -296,13 +325,17 @@ void session_core::on_reply(size_t b, std::string_view reply, const reply_info& 
   if (it.what == detail::item_part) {
     l.inflight.pop_front();
     // The command may have been answered already (an expired wait, another part's error).
-    if (it.seq < head_seq_) return;
-    entry& e = at(it.seq);
-    if (loading && e.retry) {
-      // That shard is loading: its part is sent again once it is ready.
-      retry_part(e, it.part, b);
+    if (it.seq < head_seq_) {
+      if (!loading) on_ran(b);
       return;
     }
+    entry& e = at(it.seq);
+    if (!loading && !order_free(e.ckind)) on_ran(b);
+    if (loading && e.retry && !client_gone_ && e.state == entry_state::sent) {
+      begin_wait(e, b, it, reply);
+      return;
+    }
+    if (loading) env_.report_loading(b);
     on_part_reply(e, it.part, reply);
     return;
   }
@@ -323,15 +356,15 @@ void session_core::on_reply(size_t b, std::string_view reply, const reply_info& 
     }
     return;
   }
-  if (e.retry && (loading || (e.kind == reply_kind::tx_exec && e.saw_loading && info.is_error()))) {
-    // The server did not run it (or aborted the transaction because of it): queue it again
-    // and never show the client this answer.
+  // The server did not run it (or aborted a held transaction because of it).
+  const bool not_run = loading || (e.kind == reply_kind::tx_exec && e.saw_loading && info.is_error());
+  if (!not_run && !order_free(e.ckind)) on_ran(b);
+  if (not_run && e.retry && !client_gone_) {
     l.inflight.pop_front();
-    env_.count(b, counter::retried);
-    if (e.tx >= 0) txs_[e.tx].multi_sent = false;
-    hold_for_loading(e, b, e.timeout_ms);
+    begin_wait(e, b, it, reply);
     return;
   }
+  if (loading) env_.report_loading(b);
   if (e.kind == reply_kind::subscribe && !info.is_error() && info.n_el >= 3 &&
       is_confirmation(info.element(reply, 0))) {
     on_subscribe_confirmation(reply, info);
@@ -450,9 +483,9 @@ void session_core::complete(entry& e) {
     free_tx(e.tx);
     e.tx = -1;
   }
-  if (e.is_flush && own_fence_ != 0 && e.seq == own_fence_seq_) {
-    const uint64_t id = own_fence_;
-    own_fence_ = 0;
+  if (e.own_fence != 0) {
+    const uint64_t id = e.own_fence;
+    e.own_fence = 0;
     env_.flush_done(id);
   }
 }
@@ -505,27 +538,21 @@ void session_core::client_output_done() {
   writing_.clear();
   release_if_big(writing_);
   if (out_.empty()) release_if_big(out_);
+  // Requests read while the output was over its limit are decided now.
+  if (parse_pos_ < in_len_ && !output_over_limit()) parse_input();
 }
 
 bool session_core::finished() const {
   return (client_gone_ && !lingering()) || (close_when_done_ && pipe_.empty() && out_.empty());
 }
 
-bool session_core::own_flush_on_wire() const {
-  if (own_fence_ == 0 || own_fence_seq_ < head_seq_ || own_fence_seq_ >= next_seq_) return false;
-  const entry& e = pipe_[own_fence_seq_ - head_seq_];
-  return e.is_flush && e.state == entry_state::sent;
-}
-
 void session_core::on_client_closed(bool final) {
   if (!client_gone_) {
     client_gone_ = true;
     stop_input_ = true;
-    if (fence_id_ != 0) {
-      const uint64_t id = fence_id_;
-      fence_id_ = 0;
-      env_.session_drained(id);
-    }
+    waits_.clear();
+    kept_.clear();
+    kept_live_ = 0;
     if (watching_) {
       watching_ = false;
       env_.unwatch(this);
@@ -534,11 +561,20 @@ void session_core::on_client_closed(bool final) {
   // Queued work is dropped here and never reaches a backend (a lingering flush sent back
   // to wait was admitted again, hence on every call).
   for (size_t i = 0; i < pipe_.size(); ++i) release_admission(pipe_[i]);
+  // Fences no longer wait for what will never be sent; what is on the wire still counts
+  // until it is answered (the shell lingers for it), unless the session is really gone.
+  for (fence_mark& f : fences_) {
+    if (f.reported || (!final && !fence_drained(f))) continue;
+    f.reported = true;
+    env_.session_drained(f.id);
+  }
   // A flush not yet sent is never sent: its fence lifts now. One on the wire keeps the
   // fence until its reply (complete()) or its link's failure; the shell lingers for it.
-  if (own_fence_ != 0 && (final || !own_flush_on_wire())) {
-    const uint64_t id = own_fence_;
-    own_fence_ = 0;
+  for (size_t i = 0; i < pipe_.size(); ++i) {
+    entry& e = pipe_[i];
+    if (e.own_fence == 0 || (!final && e.state == entry_state::sent)) continue;
+    const uint64_t id = e.own_fence;
+    e.own_fence = 0;
     env_.flush_done(id);
   }
 }

@@ -40,9 +40,9 @@ bool session_core::dispatch_sharded(entry& e, const routing::arg_source& args,
     w.array(static_cast<int64_t>(args.argc())).bulk(args.arg(0)).bulk(std::to_string(c.backend_cursor));
     for (size_t i = 2; i < args.argc(); ++i) w.bulk(args.arg(i));
   } else if (r.kind == routing::route_kind::fanout) {
-    if ((k == command_kind::flushall || k == command_kind::flushdb) && !e.fence_passed) {
+    if (policy::is_flush_kind(k) && !e.fence_passed) {
       const std::vector<size_t> all(primaries.begin(), primaries.end());
-      if (!start_flush(e, all)) return false;
+      if (!start_flush(e, all, "flush_through_proxy")) return false;
     }
     e.merge = merges_.acquire();
     merge_state& m = merges_[e.merge];
@@ -112,11 +112,11 @@ bool session_core::send_parts(entry& e) {
     if (m.state[p] != part_state::pending) continue;
     const size_t t = m.part_backend[p];
     const backend_view& v = env_.view(t);
-    if (v.fence_level > 0 && e.seq >= fence_mark_ && !e.is_flush) {
+    if (fenced(e, t)) {
       hold(e, hold_reason::fence);
       return false;
     }
-    if (v.state == backend_state::ready || m.loading_safe) continue;
+    if (policy::serving(v.state) || m.loading_safe) continue;
     if (is_ping && pol.config().ping_rewrite && !m.overridden &&
         v.state == backend_state::loading) {
       continue;  // rewritten per part below

@@ -19,6 +19,7 @@ using policy::command_kind;
 namespace {
 constexpr std::string_view k_multi = "*1\r\n$5\r\nMULTI\r\n";
 constexpr std::string_view k_discard = "*1\r\n$7\r\nDISCARD\r\n";
+constexpr std::string_view k_unwatch = "*1\r\n$7\r\nUNWATCH\r\n";
 }  // namespace
 
 void session_core::free_tx(int32_t i) {
@@ -30,6 +31,10 @@ void session_core::free_tx(int32_t i) {
   t.backend = -1;
   t.slot = -1;
   t.crossslot = false;
+  t.multi_backend = -1;
+  t.broken = false;
+  t.flushes = 0;
+  t.watched = false;
   t.act = policy::action::forward;
   t.timeout_ms = UINT32_MAX;
   txs_.release(i);
@@ -43,6 +48,19 @@ void session_core::reset_tx() {
   tx_aborted_ = false;
   tx_cur_ = -1;
   tx_floor_ = SIZE_MAX;
+  tx_flushes_ = 0;
+}
+
+void session_core::answer_null_exec(entry& e) {
+  // The WATCH of this transaction was lost with its connection: abort it as the server
+  // aborts a transaction whose watched key was touched. A WATCH sent since then is ended
+  // on the server too, as EXEC would.
+  if (watch_active_) {
+    send_gen(watch_link_, k_unwatch, detail::item_swallow, e.seq);
+    watch_active_ = false;
+  }
+  watch_lost_ = false;
+  answer_local(e, resp3_ ? rep::null_resp3 : rep::null_array);
 }
 
 void session_core::abandon_tx(entry& e) {
@@ -68,8 +86,8 @@ bool session_core::dispatch_tx(entry& e, const routing::arg_source& args,
     tx_dirty_ = false;
     tx_aborted_ = false;
     const backend_view& v = env_.view(b);
-    const bool fenced = v.fence_level > 0 && e.seq >= fence_mark_;
-    if (rt().sharded() || v.state != backend_state::ready || fenced) {
+    // A lost WATCH: the proxy holds the block, and its EXEC answers a null array.
+    if (rt().sharded() || !policy::serving(v.state) || fenced(e, b) || watch_lost_) {
       tx_deferred_ = true;
       tx_cur_ = txs_.acquire();
       answer_local(e, rep::ok);
@@ -84,11 +102,14 @@ bool session_core::dispatch_tx(entry& e, const routing::arg_source& args,
     // The backend connection broke inside MULTI: the server forgot the transaction.
     switch (k) {
       case command_kind::exec:
+        if (tx_cur_ >= 0) free_tx(tx_cur_);
         reset_tx();
         answer_local(e, err::execabort_previous_errors);
         break;
       case command_kind::discard:
+        if (tx_cur_ >= 0) free_tx(tx_cur_);
         reset_tx();
+        watch_lost_ = false;
         answer_local(e, rep::ok);
         break;
       case command_kind::multi:
@@ -116,6 +137,16 @@ bool session_core::dispatch_tx(entry& e, const routing::arg_source& args,
   if (!tx_deferred_) {
     switch (k) {
       case command_kind::exec:
+        // EXEC runs the block: after a flush that came before it, and, if the block
+        // holds a flush, under a fence of its own.
+        if (fenced(e, b)) {
+          hold(e, hold_reason::fence);
+          return false;
+        }
+        if (tx_flushes_ > 0 && !tx_dirty_ && !e.fence_passed) {
+          e.flushes = tx_flushes_;
+          if (!start_flush(e, {b}, "flush_in_transaction")) return false;
+        }
         if (tx_dirty_) {
           // A command of the block was rejected here; the server must not run the rest.
           send_gen(b, k_discard, detail::item_swallow, e.seq);
@@ -140,16 +171,19 @@ bool session_core::dispatch_tx(entry& e, const routing::arg_source& args,
         break;
     }
     const backend_view& v = env_.view(b);
-    const bool fenced = v.fence_level > 0 && e.seq >= fence_mark_;
     const bool server_decides = cmd == nullptr || !cmd->arity_ok(args.argc());
     policy::action act = policy::action::forward;
-    if (fenced) {
+    if (fenced(e, b)) {
       act = policy::action::queue;
-    } else if (v.state != backend_state::ready && !server_decides) {
+    } else if (!policy::serving(v.state) && !server_decides) {
       act = ru.act;
     }
     switch (act) {
       case policy::action::forward:
+        // A flush queued on the server runs at EXEC, which then raises the fence.
+        if (policy::is_flush_kind(k) && cmd != nullptr && cmd->arity_ok(args.argc())) {
+          ++tx_flushes_;
+        }
         send(e, b, args);
         env_.count(b, counter::forwarded);
         return true;
@@ -163,6 +197,8 @@ bool session_core::dispatch_tx(entry& e, const routing::arg_source& args,
         tx_deferred_ = true;
         tx_cur_ = txs_.acquire();
         txs_[tx_cur_].multi_sent = true;
+        txs_[tx_cur_].multi_backend = static_cast<int32_t>(b);
+        txs_[tx_cur_].flushes = tx_flushes_;
         break;
     }
   }
@@ -177,11 +213,19 @@ bool session_core::dispatch_tx(entry& e, const routing::arg_source& args,
       return true;
     case command_kind::discard: {
       const bool sent = txs_[tx_cur_].multi_sent;
+      const int32_t at_backend = txs_[tx_cur_].multi_backend;
       free_tx(tx_cur_);
       reset_tx();
+      watch_lost_ = false;
       if (sent) {
-        send(e, b, args);  // the server's MULTI ends with the server's +OK
+        // The server's MULTI ends with the server's +OK (and its WATCH with it).
+        send(e, static_cast<size_t>(at_backend), args);
       } else {
+        // DISCARD ends WATCH: on the server too, where one is active.
+        if (watch_active_) {
+          send_gen(watch_link_, k_unwatch, detail::item_swallow, e.seq);
+          watch_active_ = false;
+        }
         answer_local(e, rep::ok);
       }
       return true;
@@ -204,14 +248,31 @@ bool session_core::dispatch_tx(entry& e, const routing::arg_source& args,
       }
       if (tx_dirty_) {
         if (t.multi_sent) {
-          send_gen(b, k_discard, detail::item_swallow, e.seq);
-          links_[b].server_multi = false;
+          send_gen(static_cast<size_t>(t.multi_backend), k_discard, detail::item_swallow, e.seq);
+          links_[static_cast<size_t>(t.multi_backend)].server_multi = false;
+          if (watch_active_ && watch_link_ == static_cast<size_t>(t.multi_backend)) {
+            watch_active_ = false;  // DISCARD ended it on the server
+          }
+        } else if (watch_active_) {
+          send_gen(watch_link_, k_unwatch, detail::item_swallow, e.seq);
+          watch_active_ = false;
         }
+        watch_lost_ = false;
         free_tx(tx_cur_);
         reset_tx();
         answer_local(e, err::execabort_previous_errors);
         return true;
       }
+      if (watch_lost_) {
+        free_tx(tx_cur_);
+        reset_tx();
+        answer_null_exec(e);
+        return true;
+      }
+      // EXEC ends WATCH; if one is active, the block cannot be sent a second time after
+      // a LOADING abort (the server forgot what it watched).
+      t.watched = watch_active_;
+      if (t.multi_sent) b = static_cast<size_t>(t.multi_backend);
       t.exec_off = e.req_off;
       t.exec_len = e.req_len;
       e.tx = tx_cur_;
@@ -270,6 +331,8 @@ bool session_core::defer_command(entry& e, const routing::arg_source& args,
     error = err::wrong_arity(cmd->name);
   } else if (cmd != nullptr && cmd->has(policy::flag_no_multi)) {
     error = std::string(err::not_allowed_in_multi);
+  } else if (cmd != nullptr && policy::is_flush_kind(cmd->kind) && rt().sharded()) {
+    error = std::string(err::flush_in_multi_sharded);
   }
   if (!error.empty()) {
     tx_dirty_ = true;
@@ -278,6 +341,7 @@ bool session_core::defer_command(entry& e, const routing::arg_source& args,
   }
   t.cmds.push_back(seg{false, e.req_off, e.req_len});
   tx_floor_ = std::min(tx_floor_, e.req_off);
+  if (cmd != nullptr && policy::is_flush_kind(cmd->kind)) ++t.flushes;
   if (cmd != nullptr) {
     if (!ru.loading_safe || ru.overridden) {
       // The block waits as long as its most patient command, and fails fast if any
@@ -296,15 +360,27 @@ bool session_core::defer_command(entry& e, const routing::arg_source& args,
 
 bool session_core::exec_held_tx(entry& e, size_t b) {
   tx_block& t = txs_[e.tx];
+  if (t.broken) {
+    // The connection that held the block's MULTI and first commands broke: the server
+    // forgot them, and the rest must not run alone.
+    free_tx(e.tx);
+    e.tx = -1;
+    answer_local(e, err::execabort_previous_errors);
+    return true;
+  }
   const backend_view& v = env_.view(b);
   // How long the block may wait for the backend, now and if it is sent back later.
   e.timeout_ms =
       t.timeout_ms == UINT32_MAX ? env_.policy().config().queue_timeout_ms : t.timeout_ms;
-  if (v.fence_level > 0 && e.seq >= fence_mark_) {
+  if (fenced(e, b)) {
     hold(e, hold_reason::fence);
     return false;
   }
-  if (v.state != backend_state::ready && t.act != policy::action::forward) {
+  if (t.flushes > 0 && !e.fence_passed) {
+    e.flushes = t.flushes;
+    if (!start_flush(e, {b}, "flush_in_transaction")) return false;
+  }
+  if (!policy::serving(v.state) && t.act != policy::action::forward) {
     if (t.act == policy::action::reject) {
       abandon_tx(e);
       env_.count(b, counter::rejected);
@@ -320,6 +396,7 @@ bool session_core::exec_held_tx(entry& e, size_t b) {
   if (!t.multi_sent) {
     send_gen(b, k_multi, detail::item_swallow, e.seq);
     t.multi_sent = true;
+    t.multi_backend = static_cast<int32_t>(b);
   }
   for (const seg& s : t.cmds) {
     append_in(l, s.off, s.len);
@@ -331,8 +408,13 @@ bool session_core::exec_held_tx(entry& e, size_t b) {
   e.state = entry_state::sent;
   e.kind = reply_kind::tx_exec;
   e.backend = static_cast<uint16_t>(b);
-  e.retry = true;
+  // After a LOADING abort the block goes again, unless it ran under WATCH: EXEC ended that.
+  e.retry = !t.watched;
   e.saw_loading = false;
+  if (t.watched) watch_active_ = false;
+  if (e.is_flush) {
+    for (uint8_t n = 0; n < e.flushes; ++n) env_.flush_sent(b);
+  }
   env_.count(b, counter::forwarded);
   return true;
 }

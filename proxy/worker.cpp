@@ -14,9 +14,11 @@ constexpr auto k_tick = std::chrono::milliseconds(10);
 
 // Copies what the sessions read of a backend's state; true if a decision may change.
 bool apply(backend_view& v, const backend_snapshot& s) {
-  const bool changed = v.state != s.state || v.echo_loading_safe != s.echo_loading_safe;
+  const bool changed = v.state != s.state || v.echo_loading_safe != s.echo_loading_safe ||
+                       v.probe_round != s.probe_round;
   v.state = s.state;
   v.echo_loading_safe = s.echo_loading_safe;
+  v.probe_round = s.probe_round;
   if (!s.loading_error.empty()) v.loading_error = s.loading_error;
   return changed;
 }
@@ -113,9 +115,12 @@ void worker::adopt(asio::generic::stream_protocol::socket s) {
   if (shutting_down_) return;
   session_core::limits lim;
   lim.client_output = limits_.client_output;
+  lim.input_window = limits_.input_window;
   auto sess = std::make_unique<client_session>(*this, std::move(s), lim, rt_.connect_timeout_ms());
   client_session* raw = sess.get();
   raw->slot = sessions_.size();
+  // A fence already up holds everything this new client sends until it lowers.
+  for (const fence_here& f : fences_) raw->core().fence_begin(f.id, f.backends);
   sessions_.push_back(std::move(sess));
   stats_.clients.store(static_cast<int64_t>(sessions_.size()), std::memory_order_relaxed);
   raw->start();
@@ -178,10 +183,9 @@ bool worker::queue_admit(size_t b, size_t bytes) {
 
 void worker::queue_release(size_t b, size_t bytes) { rt_.registry().queue_release(b, bytes); }
 
-void worker::report_loading(size_t b, std::string_view line) {
-  // This thread learns at once; the others through the registry's broadcast.
-  views_[b].state = policy::backend_state::loading;
-  rt_.registry().loading_reply(b, line);
+uint64_t worker::report_loading(size_t b) {
+  // No state changes here: the prober checks, and its verdict comes back as a snapshot.
+  return rt_.registry().loading_reply(b);
 }
 
 void worker::report_unreachable(size_t b) {
@@ -192,6 +196,8 @@ void worker::report_unreachable(size_t b) {
 void worker::bump_epoch(size_t b, const char* why) { rt_.registry().bump_epoch(b, why); }
 
 void worker::flush_sent(size_t b) { rt_.registry().flush_sent(b); }
+
+void worker::flush_unsent(size_t b) { rt_.registry().flush_unsent(b); }
 
 void worker::record_latency_us(uint64_t us) {
   size_t i = 0;
@@ -296,6 +302,7 @@ void worker::fence_lower(uint64_t id) {
     if (it->id != id) continue;
     for (size_t b : it->backends) --views_[b].fence_level;
     fences_.erase(it);
+    for (auto& s : sessions_) s->core().fence_end(id);
     resume_watchers();
     return;
   }

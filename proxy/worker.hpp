@@ -59,6 +59,7 @@ class worker final : public session_env {
   void set_router(std::shared_ptr<const routing::router> r);
   const asio::generic::stream_protocol::endpoint& endpoint(size_t b) const;
   void set_output_limit(size_t bytes) { limits_.client_output = bytes; }
+  void set_input_window(size_t bytes) { limits_.input_window = bytes; }
   void fence_raise(uint64_t id, const std::vector<size_t>& backends, size_t origin);
   void fence_worker_drained(uint64_t id);
   void fence_lower(uint64_t id);
@@ -79,10 +80,11 @@ class worker final : public session_env {
   void queue_release(size_t b, size_t bytes) override;
   void watch(session_core* s) override;
   void unwatch(session_core* s) override;
-  void report_loading(size_t b, std::string_view line) override;
+  uint64_t report_loading(size_t b) override;
   void report_unreachable(size_t b) override;
   void bump_epoch(size_t b, const char* why) override;
   void flush_sent(size_t b) override;
+  void flush_unsent(size_t b) override;
   uint64_t begin_flush(session_core* s, const std::vector<size_t>& backends) override;
   void flush_done(uint64_t id) override;
   void session_drained(uint64_t id) override;
@@ -132,6 +134,7 @@ class worker final : public session_env {
   unsigned ticks_ = 0;
   struct session_limits {
     size_t client_output = 8u << 20;
+    size_t input_window = 64u << 20;
   } limits_;
 };
 

@@ -26,7 +26,8 @@ struct fake_env : proxy::session_env {
   size_t queued = 0;
   bool fences_on = true;
   std::vector<session_core*> watchers;
-  std::vector<std::string> loading_reports;
+  size_t loading_reports = 0;
+  uint64_t rounds_begun = 0;  // the fake prober: a report "begins" no probe by itself
   size_t unreachable_reports = 0;
   std::vector<uint64_t> epochs;
   std::string last_epoch_reason;
@@ -75,9 +76,14 @@ struct fake_env : proxy::session_env {
   void unwatch(session_core* s) override {
     watchers.erase(std::remove(watchers.begin(), watchers.end(), s), watchers.end());
   }
-  void report_loading(size_t b, std::string_view line) override {
-    loading_reports.emplace_back(line);
-    views[b].state = policy::backend_state::loading;
+  uint64_t report_loading(size_t) override {
+    ++loading_reports;
+    return rounds_begun;
+  }
+  // The prober's verdict on backend b: a probe that began after every report so far.
+  void verdict(size_t b, policy::backend_state s) {
+    views[b].state = s;
+    views[b].probe_round = ++rounds_begun;
   }
   void report_unreachable(size_t b) override {
     ++unreachable_reports;
@@ -88,16 +94,24 @@ struct fake_env : proxy::session_env {
     last_epoch_reason = why;
   }
   void flush_sent(size_t) override { ++flushes_sent; }
+  void flush_unsent(size_t) override { --flushes_sent; }
   uint64_t begin_flush(session_core* s, const std::vector<size_t>& backends) override {
     const uint64_t id = ++next_fence;
     fence_targets.push_back(backends);
     for (size_t b : backends) ++views[b].fence_level;
-    if (s->fence_begin(id, backends)) drained.push_back(id);
+    if (std::find(fenced_sessions.begin(), fenced_sessions.end(), s) == fenced_sessions.end()) {
+      fenced_sessions.push_back(s);
+    }
+    for (session_core* o : fenced_sessions) {
+      if (o->fence_begin(id, backends) && o == s) drained.push_back(id);
+    }
     return id;
   }
+  std::vector<session_core*> fenced_sessions;  // sessions told of every fence (begin_flush)
   void flush_done(uint64_t id) override {
     fences_done.push_back(id);
     for (size_t b : fence_targets[id - 1]) --views[b].fence_level;
+    for (session_core* s : fenced_sessions) s->fence_end(id);
   }
   void session_drained(uint64_t id) override { drained.push_back(id); }
   bool fence_enabled() const override { return fences_on; }
@@ -157,6 +171,11 @@ struct session_fixture {
   }
   void set_state(policy::backend_state s, size_t b = 0) {
     env.set_state(b, s);
+    core.resume();
+  }
+  // The prober answers: backend b is in state s (a probe that began after every report).
+  void verdict(policy::backend_state s, size_t b = 0) {
+    env.verdict(b, s);
     core.resume();
   }
 };

@@ -13,7 +13,8 @@ using namespace respfence::policy;
 
 TEST_CASE("decide: every action x state x loading-safe combination") {
   const backend_state states[] = {backend_state::connecting, backend_state::loading,
-                                  backend_state::ready, backend_state::down};
+                                  backend_state::ready, backend_state::down,
+                                  backend_state::busy};
   const action actions[] = {action::forward, action::queue, action::reject};
   for (backend_state st : states) {
     for (action a : actions) {
@@ -32,7 +33,7 @@ TEST_CASE("decide: every action x state x loading-safe combination") {
           in.state = st;
           in.r = r;
           const decision d = decide(in);
-          if (st == backend_state::ready) {
+          if (st == backend_state::ready || st == backend_state::busy) {
             CHECK(d == decision::forward);
           } else if (safe && !overridden) {
             CHECK(d == decision::forward);
@@ -175,11 +176,17 @@ TEST_CASE("backend state machine: every transition") {
   t = m.on_probe_answer(false);
   CHECK(t.to == backend_state::ready);
   CHECK(t.loading_completed());
-  // ready -> loading on a -LOADING reply
-  t = m.on_loading_reply();
+  // ready -> busy -> ready: a long script is not a new dataset
+  t = m.on_probe_busy();
   CHECK(t.from == backend_state::ready);
+  CHECK(t.to == backend_state::busy);
+  CHECK_FALSE(m.on_probe_busy().changed());
+  t = m.on_probe_answer(false);
+  CHECK(t.to == backend_state::ready);
+  CHECK_FALSE(t.loading_completed());
+  // a -LOADING reply changes nothing here: only the prober's answer does
+  t = m.on_probe_answer(true);
   CHECK(t.to == backend_state::loading);
-  CHECK_FALSE(m.on_loading_reply().changed());
   // loading -> down on a failed probe, down -> connecting on reconnect
   t = m.on_probe_failed();
   CHECK(t.to == backend_state::down);

@@ -140,31 +140,104 @@ TEST_CASE("PING while loading, ECHO not loading-safe: the proxy answers") {
   CHECK(f.written().empty());
 }
 
-TEST_CASE("a -LOADING reply under queue is retried, never shown") {
+TEST_CASE("a -LOADING reply is retried once the prober confirms, never shown") {
   session_fixture f;
-  f.client(cmd({"GET", "a"}) + cmd({"INFO"}));
-  CHECK(f.written() == cmd({"GET", "a"}) + cmd({"INFO"}));
-  f.reply(loading_err + "$3\r\ninf\r\n");
-  CHECK(f.output().empty());  // INFO's answer waits for GET's
-  CHECK(f.env.loading_reports.size() == 1);
-  CHECK(f.env.n(0, counter::retried) == 1);
-  CHECK(f.core.held_count() == 1);
-  f.set_state(backend_state::ready);
-  CHECK(f.written() == cmd({"GET", "a"}));
-  f.reply("$1\r\n1\r\n");
-  CHECK(f.output() == "$1\r\n1\r\n$3\r\ninf\r\n");
+  f.client(cmd({"GET", "a"}) + cmd({"GET", "b"}));
+  CHECK(f.written() == cmd({"GET", "a"}) + cmd({"GET", "b"}));
+  f.reply(loading_err + loading_err);
+  CHECK(f.output().empty());
+  CHECK(f.env.loading_reports == 2);
+  CHECK(f.core.held_count() == 2);
+  // No state changes on a reply alone: the backend is still ready until the prober says.
+  CHECK(f.env.views[0].state == backend_state::ready);
+  f.core.resume();
+  CHECK(f.written().empty());
+  f.verdict(backend_state::loading);
+  CHECK(f.env.n(0, counter::retried) == 2);
+  CHECK(f.written().empty());
+  f.verdict(backend_state::ready);
+  CHECK(f.written() == cmd({"GET", "a"}) + cmd({"GET", "b"}));
+  f.reply("$1\r\n1\r\n$1\r\n2\r\n");
+  CHECK(f.output() == "$1\r\n1\r\n$1\r\n2\r\n");
 }
 
-TEST_CASE("tolerant LOADING matching") {
+TEST_CASE("a -LOADING reply is never retried after a later command on its link ran") {
+  // SET's retry would run it after SELECT: the client gets what it would get direct.
+  session_fixture f;
+  f.client(cmd({"SET", "k", "v"}) + cmd({"SELECT", "1"}) + cmd({"SET", "k2", "v2"}) +
+           cmd({"SELECT", "0"}));
+  f.written();
+  f.reply(loading_err + "+OK\r\n" + loading_err + "+OK\r\n");
+  CHECK(f.output() == loading_err + "+OK\r\n" + loading_err + "+OK\r\n");
+  CHECK(f.core.held_count() == 0);
+  CHECK(f.env.n(0, counter::retried) == 0);
+  f.verdict(backend_state::loading);
+  CHECK(f.written().empty());
+}
+
+TEST_CASE("ECHO and PING that ran after a LOADING answer do not cost it its retry") {
+  // Their answers depend on nothing, so running them first is invisible.
+  session_fixture f;
+  f.client(cmd({"GET", "a"}) + cmd({"ECHO", "hi"}) + cmd({"PING"}) + cmd({"GET", "b"}));
+  f.written();
+  f.reply(loading_err + "$2\r\nhi\r\n+PONG\r\n" + loading_err);
+  CHECK(f.output().empty());
+  f.verdict(backend_state::loading);
+  f.verdict(backend_state::ready);
+  CHECK(f.written() == cmd({"GET", "a"}) + cmd({"GET", "b"}));
+  f.reply("$1\r\n1\r\n$1\r\n2\r\n");
+  CHECK(f.output() == "$1\r\n1\r\n$2\r\nhi\r\n+PONG\r\n$1\r\n2\r\n");
+}
+
+TEST_CASE("a LOADING-coded answer from a backend the prober finds serving is the answer") {
+  // A script may answer error_reply('LOADING ...') itself: it ran, once.
+  for (backend_state s : {backend_state::ready, backend_state::busy}) {
+    session_fixture f;
+    f.client(cmd({"EVAL", "return redis.error_reply('LOADING x')", "0"}));
+    f.written();
+    f.reply("-LOADING x\r\n");
+    CHECK(f.output().empty());
+    f.verdict(s);
+    CHECK(f.output() == "-LOADING x\r\n");
+    CHECK(f.written().empty());
+    CHECK(f.env.n(0, counter::retried) == 0);
+  }
+}
+
+TEST_CASE("a verdict from a probe that began before the answer does not count") {
+  session_fixture f;
+  f.env.rounds_begun = 5;
+  f.env.views[0].probe_round = 5;
+  f.client(cmd({"GET", "a"}));
+  f.written();
+  f.reply(loading_err);
+  f.core.resume();  // probe 5 ended before the answer was reported
+  CHECK(f.output().empty());
+  f.env.now += 60000;  // the deadline passes without a verdict: the server's answer
+  f.core.tick(f.env.now);
+  CHECK(f.output() == loading_err);
+}
+
+TEST_CASE("strict LOADING matching: only the LOADING code, or an exact known text") {
   for (std::string line : {"-LOADING Valkey is loading the dataset in memory\r\n",
-                           "-ERR LOADING Redis is loading the dataset in memory\r\n",
-                           "-ERR restoring the db from backup\r\n"}) {
+                           "-LOADING kvrocks is restoring the db from backup\r\n",
+                           "-ERR LOADING kvrocks is restoring the db from backup\r\n"}) {
     session_fixture f;
     f.client(cmd({"GET", "a"}));
     f.written();
     f.reply(line);
     CHECK(f.output().empty());
     CHECK(f.core.held_count() == 1);
+  }
+  for (std::string line : {"-ERR LOADING Redis is loading the dataset in memory\r\n",
+                           "-ERR app is loading the dataset in memory\r\n",
+                           "-ERR restoring the db from backup\r\n", "-LOADINGX y\r\n"}) {
+    session_fixture f;
+    f.client(cmd({"GET", "a"}));
+    f.written();
+    f.reply(line);
+    CHECK(f.output() == line);
+    CHECK(f.env.loading_reports == 0);
   }
 }
 
@@ -230,7 +303,9 @@ TEST_CASE("a transaction aborted by a -LOADING part is retried whole") {
   // The server went loading under us: the part is refused, EXEC aborts.
   f.reply("+OK\r\n" + loading_err + "-EXECABORT Transaction discarded because of previous errors.\r\n");
   CHECK(f.output() == "+OK\r\n+QUEUED\r\n");
-  f.set_state(backend_state::ready);
+  f.verdict(backend_state::loading);  // the prober confirms: the block did not run
+  CHECK(f.written().empty());
+  f.verdict(backend_state::ready);
   CHECK(f.written() == cmd({"MULTI"}) + cmd({"SET", "a", "1"}) + cmd({"EXEC"}));
   f.reply("+OK\r\n+QUEUED\r\n*1\r\n+OK\r\n");
   CHECK(f.output() == "*1\r\n+OK\r\n");
@@ -407,13 +482,12 @@ TEST_CASE("flush: a lingering flush whose link breaks, or that is sent back to w
     CHECK(f.core.finished());
   }
   SUBCASE("-LOADING under the queue policy") {
+    // It did not run, and nobody waits for it again: the fence lifts with its answer.
     f.reply("-LOADING Redis is loading the dataset in memory\r\n");
-    f.env.now += 60000;
-    CHECK(f.env.queued == 1);  // sent back to wait
-    f.core.tick(f.env.now);
     CHECK(f.env.fences_done == std::vector<uint64_t>{1});
     CHECK(f.env.queued == 0);
     CHECK(f.core.finished());
+    f.verdict(backend_state::loading);
     f.set_state(backend_state::ready);
     CHECK_FALSE(f.core.link_has_output(0));  // not resent for a client that left
   }
