@@ -42,10 +42,19 @@ void feed(session_fixture& f, const uint8_t* data, size_t size) {
         if (f.core.link_open(b) && f.core.link_wants_read(b)) f.reply(bytes, b);
         break;
       }
-      case 4:
-        f.env.set_state((op >> 3) & 1, static_cast<policy::backend_state>((op >> 4) % 4));
+      case 4: {
+        // A state change, or the prober's verdict (a probe that began after every
+        // LOADING answer so far); busy included.
+        const size_t b = (op >> 3) & 1;
+        const auto s = static_cast<policy::backend_state>((op >> 4) % 5);
+        if (op & 128) {
+          f.env.set_state(b, s);
+        } else {
+          f.env.verdict(b, s);
+        }
         f.core.resume();
         break;
+      }
       case 5:
         f.env.now += n * 50;
         f.core.tick(f.env.now);

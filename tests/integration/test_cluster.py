@@ -234,6 +234,30 @@ class ClusterReplicas(TestCase):
         self.assertTrue(c.set("rr:new", "x"))
         self.assertEqual(self.c.node_by_port(self.c.owner_port("rr:new")).client().get("rr:new"), b"x")
 
+    def test_replica_reads_wait_for_the_flush_fence(self):
+        # The flush waits in its primary (CLIENT PAUSE WRITE). A read of the same shard
+        # that arrives after the flush must not be answered from the replica meanwhile.
+        c = self.p.client()
+        c.set("fence:k", "v")
+        owner = self.c.node_by_port(self.c.owner_port("fence:k"))
+        owner.client().execute_command("WAIT", 1, 2000)
+        owner.client().execute_command("CLIENT", "PAUSE", "1500", "WRITE")
+        flusher = self.p.raw(timeout=30)
+        flusher.send(encode("FLUSHALL"))
+
+        def flush_waiting():
+            listing = owner.client().execute_command("CLIENT", "LIST")
+            if isinstance(listing, bytes):
+                listing = listing.decode()
+            return "cmd=flushall" in listing
+        wait_until(flush_waiting, 5, what="the flush held in its primary")
+        reader = self.p.raw(timeout=30)
+        t0 = time.monotonic()
+        got = reader.cmd("GET", "fence:k")
+        waited = time.monotonic() - t0
+        self.assertEqual(flusher.reply(), "OK")
+        self.assertGreater(waited, 0.5, "the read was answered (%r) before the flush ran" % (got,))
+
     def test_a_loading_replica_is_skipped(self):
         c = self.p.client()
         primaries, replicas = self.roles()

@@ -454,6 +454,68 @@ TEST_CASE(
   CHECK_FALSE(f.core.link_has_output(0));  // GET b left with its client: never sent
 }
 
+TEST_CASE("flush: a flush answered LOADING and sent again counts as one flush sent") {
+  session_fixture f;
+  f.client(cmd({"FLUSHALL"}));
+  f.core.fence_ready(1);
+  CHECK(f.written() == cmd({"FLUSHALL"}));
+  CHECK(f.env.flushes_sent == 1);
+  f.reply(loading_err);
+  f.verdict(backend_state::loading);
+  CHECK(f.env.flushes_sent == 0);  // it did not run
+  f.verdict(backend_state::ready);
+  CHECK(f.written() == cmd({"FLUSHALL"}));
+  CHECK(f.env.flushes_sent == 1);
+  f.reply("+OK\r\n");
+  CHECK(f.output() == "+OK\r\n");
+  CHECK(f.env.fences_done == std::vector<uint64_t>{1});
+  CHECK(f.env.epochs[0] == 1);  // the epoch moved once, before the first send
+}
+
+TEST_CASE("flush: a client that left still holds a fence for what it has on the wire") {
+  // A's SET is on the wire when B's flush raises a fence, then A's client leaves. The
+  // flush must not go before the SET is answered (the server could run it after).
+  session_fixture f;
+  session_core b(f.env, session_core::limits{});
+  f.env.fenced_sessions.push_back(&f.core);
+  f.client(cmd({"SET", "a", "1"}));
+  CHECK(f.written() == cmd({"SET", "a", "1"}));
+  auto [p, cap] = b.client_read_buffer();
+  const std::string flush = cmd({"FLUSHALL"});
+  REQUIRE(cap >= flush.size());
+  std::memcpy(p, flush.data(), flush.size());
+  b.on_client_data(flush.size());
+  CHECK(f.env.drained == std::vector<uint64_t>{1});  // B's own part; A's is not drained
+  f.core.on_client_closed();
+  CHECK(f.core.lingering());
+  CHECK(f.env.drained.size() == 1);
+  f.reply("+OK\r\n");
+  CHECK(f.env.drained == std::vector<uint64_t>{1, 1});
+  CHECK_FALSE(f.core.lingering());
+  b.on_client_closed(true);
+}
+
+TEST_CASE("flush: fences that reach a session out of id order never wait for each other") {
+  // Fence 11 reached this thread first and holds C's SET; fence 10 (raised earlier on
+  // another thread) arrives after. C's SET comes after 11, hence after 10: fence 10
+  // does not wait for it (it would wait for ever: the SET waits for 11, and 11 for 10).
+  session_fixture f;
+  f.env.views[0].fence_level = 1;
+  CHECK(f.core.fence_begin(11, {0}));
+  f.client(cmd({"SET", "a", "1"}));
+  CHECK(f.written().empty());  // fenced by 11
+  f.env.views[0].fence_level = 2;
+  CHECK(f.core.fence_begin(10, {0}));  // drained at once
+  f.core.fence_end(10);
+  f.env.views[0].fence_level = 1;
+  f.core.resume();
+  CHECK(f.written().empty());  // still behind 11
+  f.core.fence_end(11);
+  f.env.views[0].fence_level = 0;
+  f.core.resume();
+  CHECK(f.written() == cmd({"SET", "a", "1"}));
+}
+
 TEST_CASE("flush: a client that leaves before its flush is sent lifts the fence at once") {
   session_fixture f;
   f.client(cmd({"GET", "a"}));
