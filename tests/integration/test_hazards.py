@@ -9,7 +9,7 @@ import threading
 import time
 import unittest
 
-from harness import Error, RawConn, TestCase, encode, wait_until
+from harness import SANITIZED, Error, RawConn, TestCase, encode, wait_until
 
 KEYS = 30000
 LOADING = "LOADING Redis is loading the dataset in memory"
@@ -256,9 +256,14 @@ class ConcurrentFlushes(TestCase):
         print("\n  flush storm, 6 clients, 6 s: direct %d ops (worst %.1f ms), "
               "respfence %d ops (worst %.1f ms)" % (direct_ops, direct_worst * 1000, ops,
                                                     worst * 1000))
+        self.assertNotIn("fence_drain_timeout", p.log())
+        if SANITIZED:
+            # A sanitizer build is many times slower: it checks for stalls, not speed.
+            self.assertGreaterEqual(ops, direct_ops // 50)
+            self.assertLess(worst, 2.0)
+            return
         self.assertGreaterEqual(ops, direct_ops // 2)
         self.assertLess(worst, 0.1)
-        self.assertNotIn("fence_drain_timeout", p.log())
 
 
 class Backpressure(TestCase):
