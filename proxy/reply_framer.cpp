@@ -155,7 +155,6 @@ frame_status reply_framer::next(std::string_view buf) {
       case '%':
       case '>':
       case '|': {
-        if (stack_.size() >= max_depth) return fail(proto_error::too_deep);
         if (line == "?" && type != '>' && type != '|') {
           record_element(type, body, 0, -2);
           stack_.push_back(frame{-1, false});

@@ -42,10 +42,11 @@ struct reply_info {
   }
 };
 
+// Any nesting depth the server can produce is framed (a script's recursive table comes
+// back about 8,000 levels deep): the stack is a vector, not recursion, and every level
+// costs at least four bytes of the reply, so its memory is bounded by the reply's size.
 class reply_framer {
  public:
-  static constexpr size_t max_depth = 512;
-
   frame_status next(std::string_view buf);
   size_t consumed() const { return consumed_; }
   const reply_info& info() const { return info_; }

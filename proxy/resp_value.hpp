@@ -11,6 +11,13 @@
 namespace respfence::proxy {
 
 struct resp_value {
+  resp_value() = default;
+  resp_value(const resp_value&) = default;
+  resp_value(resp_value&&) noexcept = default;
+  resp_value& operator=(const resp_value&) = default;
+  resp_value& operator=(resp_value&&) noexcept = default;
+  ~resp_value();
+
   char type = 0;        // RESP type byte
   std::string str;      // string-like payloads, and doubles/big numbers as text
   int64_t integer = 0;  // ':' and '#' (1/0)

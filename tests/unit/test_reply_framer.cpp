@@ -211,9 +211,36 @@ TEST_CASE("bad replies are errors, not hangs") {
     INFO(bad);
     CHECK(frame_all(bad, {}).error);
   }
-  std::string deep;
-  for (int i = 0; i < 600; ++i) deep += "*1\r\n";
-  CHECK(frame_all(deep, {}).error);
+}
+
+TEST_CASE("replies of any depth the server produces are framed and parsed, without recursion") {
+  // A script's recursive table comes back about 8,000 levels deep, ending in an error;
+  // 10,000 levels here, in RESP2 and RESP3 shapes, at split points all along the reply.
+  for (const std::string level : {"*1\r\n", "%1\r\n+k\r\n", ">1\r\n", "|1\r\n+a\r\n+b\r\n*1\r\n"}) {
+    std::string deep;
+    for (int i = 0; i < 10000; ++i) deep += level;
+    deep += "-ERR reached lua stack limit\r\n";
+    deep += "+next\r\n";
+    const framed whole = frame_all(deep, {});
+    CHECK_FALSE(whole.error);
+    REQUIRE(whole.replies.size() == 2);
+    CHECK(whole.replies[0].size() + 7 == deep.size());
+    CHECK(whole.replies[1] == "+next\r\n");
+    for (size_t k = 1; k < deep.size(); k += deep.size() / 97 + 1) {
+      INFO("split at " << k);
+      CHECK(frame_all(deep, {k}) == whole);
+    }
+    const auto v = parse_resp(whole.replies[0]);
+    REQUIRE(v.has_value());
+    const resp_value* p = &*v;
+    size_t depth = 0;
+    while (!p->elems.empty()) {
+      p = &p->elems.back();
+      ++depth;
+    }
+    CHECK(depth >= 10000);
+    CHECK(p->type == '-');
+  }
 }
 
 TEST_CASE("a chain of attributes adds no depth, for the framer and the value parser alike") {
