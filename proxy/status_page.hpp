@@ -21,7 +21,7 @@ inline constexpr std::string_view k_status_page = R"RFPAGE(<!doctype html>
   :root { --fg: #1d2330; --muted: #6b7280; --line: #e5e7eb; --bg: #f8fafc;
           --ready: #15803d; --loading: #b45309; --connecting: #1d4ed8; --down: #b91c1c; }
   * { box-sizing: border-box; }
-  body { margin: 0; padding: 20px 24px; font: 14px/1.4 system-ui, -apple-system, "Segoe UI",
+  body { margin: 0; padding: 20px; font: 14px/1.4 system-ui, -apple-system, "Segoe UI",
          Roboto, "DejaVu Sans", sans-serif; color: var(--fg); background: var(--bg); }
   header { display: flex; flex-wrap: wrap; align-items: baseline; gap: 6px 24px; margin-bottom: 16px; }
   h1 { font-size: 20px; margin: 0; }
@@ -33,7 +33,7 @@ inline constexpr std::string_view k_status_page = R"RFPAGE(<!doctype html>
   #link { margin-left: auto; color: var(--muted); }
   #link[data-ok="false"] { color: var(--down); font-weight: 600; }
   table { width: 100%; border-collapse: collapse; background: #fff; border: 1px solid var(--line); }
-  th, td { padding: 8px 8px; border-bottom: 1px solid var(--line); text-align: right;
+  th, td { padding: 8px 7px; border-bottom: 1px solid var(--line); text-align: right;
            white-space: nowrap; font-variant-numeric: tabular-nums; }
   th { font-size: 11px; font-weight: 600; color: var(--muted); text-transform: uppercase;
        background: #f1f5f9; }
@@ -46,8 +46,8 @@ inline constexpr std::string_view k_status_page = R"RFPAGE(<!doctype html>
   .state.connecting { background: var(--connecting); }
   .state.down { background: var(--down); }
   .note { display: block; color: var(--muted); font-size: 12px; white-space: normal; max-width: 240px; }
-  td.bar { min-width: 200px; }
-  progress { width: 96px; height: 12px; vertical-align: middle; accent-color: var(--loading); }
+  td.bar { min-width: 180px; }
+  progress { width: 88px; height: 12px; vertical-align: middle; accent-color: var(--loading); }
   tr[data-state="ready"] progress { accent-color: var(--ready); }
   .perc { display: inline-block; min-width: 44px; font-weight: 600; }
   .eta { margin-left: 6px; color: var(--muted); }
