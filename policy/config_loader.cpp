@@ -349,7 +349,12 @@ class loader {
                      [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
       if (o.name.empty() || o.name.size() > command_table::max_name ||
           o.name.find_first_of(" \t") != std::string::npos) {
-        fail(k.source(), "'" + std::string(k.str()) + "' is not a command name");
+        // Appended, not `"'" + std::string(...)`: GCC 12 inlines that operator+ into a
+        // false -Wrestrict in libstdc++ at -O2 and above (GCC bug 105329).
+        std::string why = "'";
+        why.append(k.str());
+        why += "' is not a command name";
+        fail(k.source(), why);
         continue;
       }
       const std::string where = "policy.commands." + std::string(k.str());

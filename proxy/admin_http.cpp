@@ -2,6 +2,7 @@
 
 #include "proxy/log.hpp"
 #include "proxy/runtime.hpp"
+#include "proxy/status_page.hpp"
 
 namespace respfence::proxy {
 
@@ -96,6 +97,10 @@ class admin_conn : public std::enable_shared_from_this<admin_conn> {
 
 http_response admin_route(runtime& rt, const std::string& method, const std::string& path) {
   const bool get = method == "GET" || method == "HEAD";
+  if (path == "/") {
+    if (!get) return {405, "text/plain; charset=utf-8", "use GET\n"};
+    return {200, "text/html; charset=utf-8", std::string(k_status_page)};
+  }
   if (path == "/healthz") {
     if (!get) return {405, "text/plain; charset=utf-8", "use GET\n"};
     return {200, "text/plain; charset=utf-8", "ok\n"};
@@ -122,7 +127,7 @@ http_response admin_route(runtime& rt, const std::string& method, const std::str
     return {ok ? 200 : 400, "text/plain; charset=utf-8", report + "\n"};
   }
   return {404, "text/plain; charset=utf-8",
-          "not found; try /status /metrics /healthz /readyz, or POST /reload\n"};
+          "not found; try / /status /metrics /healthz /readyz, or POST /reload\n"};
 }
 
 admin_server::admin_server(asio::io_context& io, runtime& rt)

@@ -1,5 +1,6 @@
 #pragma once
 // The admin endpoint (SPEC §7): a small HTTP/1.1 server on the control thread.
+//   GET /         the status page (proxy/status_page.hpp), for a browser
 //   GET /status   JSON      GET /metrics  Prometheus text
 //   GET /healthz  200 while the process serves
 //   GET /readyz   200 when every backend is ready, else 503 with a one-line reason

@@ -42,6 +42,7 @@ backend_snapshot backend_registry::snapshot(size_t i) const {
 void backend_registry::apply(size_t i, backend& b, policy::transition t, const char* why) {
   if (!t.changed()) return;
   const auto now = std::chrono::steady_clock::now();
+  b.state_since = now;
   if (t.to == backend_state::loading) b.loading_since = now;
   if (t.from == backend_state::loading) {
     b.loading_seconds += std::chrono::duration<double>(now - b.loading_since).count();
@@ -208,6 +209,9 @@ backend_status backend_registry::status(size_t i) const {
   s.last_error = b.last_error;
   s.retired = b.retired.load(std::memory_order_acquire);
   s.cluster_state = s.state == backend_state::ready ? b.last.cluster_state : std::string();
+  s.state_since_s = std::chrono::duration_cast<std::chrono::seconds>(
+                        std::chrono::steady_clock::now() - b.state_since)
+                        .count();
   return s;
 }
 

@@ -43,6 +43,7 @@ struct backend_status {
   std::string last_error;
   bool retired = false;
   std::string cluster_state;  // cluster nodes: CLUSTER INFO's cluster_state
+  int64_t state_since_s = 0;  // seconds since the state last changed (or since added)
 };
 
 class backend_registry {
@@ -116,6 +117,8 @@ class backend_registry {
     bool echo_loading_safe = true;
     std::string last_error;
     std::chrono::steady_clock::time_point loading_since{};
+    // When the state last changed; a backend just added counts from then.
+    std::chrono::steady_clock::time_point state_since = std::chrono::steady_clock::now();
     double loading_seconds = 0;
     std::atomic<uint64_t> epoch{0};
     std::atomic<bool> retired{false};

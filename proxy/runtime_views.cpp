@@ -110,6 +110,7 @@ std::string runtime::status_json() const {
     if (b > 0) o << ",";
     o << "{\"name\":" << json_string(s.name) << ",\"address\":" << json_string(s.address)
       << ",\"state\":" << json_string(policy::to_string(s.state))
+      << ",\"state_since_s\":" << s.state_since_s
       << ",\"loading_perc\":" << number(s.loading_perc) << ",\"loading_eta_s\":" << s.loading_eta_s
       << ",\"flush_epoch\":" << s.flush_epoch << ",\"queued\":" << s.queued
       << ",\"queued_bytes\":" << s.queued_bytes
