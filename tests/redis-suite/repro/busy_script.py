@@ -7,8 +7,15 @@ redis-server answers -BUSY to INFO while a script runs past lua-time-limit. The 
 cluster" is taken for a pre-7 server, split_info_ = true, then plain INFO fails too)
 reports probe_failed, and the backend goes `down` (policy/backend_state.cpp
 on_probe_failed). Commands for a down backend are queued, SCRIPT KILL and FUNCTION KILL
-included (they are allow_busy, not loading-safe), so nothing can end the script:
-everything waits until queue_timeout_ms and then gets a LOADING error.
+included (they are allow_busy, not loading-safe), so nothing can end the script.
+
+They do not even time out: queue_timeout_ms (10 s) never comes. While the script runs,
+each probe moves the backend down -> connecting (connected) -> down (INFO: BUSY), ten
+times a second; each change calls resume(), which decides every held command again
+(proxy/session_core.cpp:385), and hold_for_loading() gives it a fresh deadline
+(session_core.cpp:343, e.deadline = now + timeout). Checked: a held PING had no answer
+after 60 s, with 565 probe_failed transitions in the log. Any backend that flaps like
+this (a prober that connects but cannot probe) holds commands forever.
 
 Prints, per side, what PING and SCRIPT KILL answer once a probe has seen the busy
 script, and how long they took."""
