@@ -298,3 +298,38 @@ TEST_CASE("review12: slots mode: a split command whose parts are all answered LO
   if (!again1.empty()) f.reply("*1\r\n$1\r\n1\r\n", 1);
   CHECK(f.output() == "*2\r\n$1\r\n1\r\n$1\r\n2\r\n");
 }
+
+TEST_CASE("review12: slots mode: replies already sent on to the client do not count against its limit") {
+  // (Older than issue 12.) GET a (backend 1) and GET b (backend 0) alternate in a
+  // pipeline; backend 0 is always one reply ahead, so one stashed reply is always live
+  // and stash_ is never cleared: it keeps the bytes of every reply already moved to the
+  // client. The client reads everything, yet once those dead bytes pass the limit the
+  // proxy stops reading both backends, and the pipeline hangs (in a real run: 200,000
+  // GETs over two shards with client_output_limit = 65536 stop after ~385 KB).
+  fake_env env(2);
+  env.route = routing::router::slots(routing::slot_map::even(2));
+  session_core::limits lim;
+  lim.client_output = 1024;
+  session_core c(env, lim);
+  constexpr int pairs = 100;
+  std::string req;
+  for (int i = 0; i < pairs; ++i) req += cmd({"GET", "a"}) + cmd({"GET", "b"});
+  client_to(c, req);
+  written_by(c, 0);
+  written_by(c, 1);
+  const std::string val = "$20\r\n" + std::string(20, 'x') + "\r\n";
+  reply_to(c, val, 0);  // GET b #0, before GET a #0
+  size_t got = 0;
+  int stuck_at = -1;
+  for (int i = 0; i < pairs; ++i) {
+    if (!c.link_wants_read(0) || !c.link_wants_read(1)) {
+      stuck_at = i;
+      break;
+    }
+    if (i + 1 < pairs) reply_to(c, val, 0);  // GET b #i+1, early again
+    reply_to(c, val, 1);                     // GET a #i: the head
+    got += output_of(c).size();               // the client reads all it is given
+  }
+  CHECK(stuck_at == -1);
+  CHECK(got == 2 * pairs * val.size());
+}
