@@ -136,6 +136,29 @@ class Retries(TestCase):
             self.assertEqual(through[0], Error(LOADING))
 
 
+    def test_slots_mode_a_retried_command_never_joins_a_later_multi(self):
+        # SET a 1 reaches its shard just after a restart (the prober has not seen it):
+        # -LOADING. MULTI and SET a 2 pipelined behind it are answered by the proxy (slots
+        # mode holds transactions). Once the shard is ready, SET a 1 is decided again
+        # while the client is inside MULTI: it is queued into the transaction.
+        servers = [self.redis() for _ in range(2)]
+        shard = servers[1]  # slot of "a" (15495): the second half
+        shard.make_dataset(KEYS)
+        p = self.proxy(servers, mode="slots", health=SLOW_PROBER)
+        c = p.raw(timeout=60)
+        self.assertEqual(c.cmd("PING"), "PONG")
+        shard.restart_loading()
+        c.send(encode("SET", "a", "1") + encode("MULTI") + encode("SET", "a", "2"))
+        first = [c.reply(), c.reply(), c.reply()]
+        shard.wait_loaded()
+        exec_reply = c.cmd("EXEC")
+        value = shard.raw().cmd("GET", "a")
+        self.assertIn(first[0], ("OK", Error(LOADING)), first)
+        self.assertEqual(first[1:], ["OK", "QUEUED"], first)
+        self.assertEqual(exec_reply, ["OK"], "EXEC ran %r for a one-command block" % (exec_reply,))
+        self.assertEqual(value, b"2")
+
+
 class ConcurrentFlushes(TestCase):
     """R3: no command waits for a fence timeout in normal operation."""
 

@@ -333,3 +333,26 @@ TEST_CASE("review12: slots mode: replies already sent on to the client do not co
   CHECK(stuck_at == -1);
   CHECK(got == 2 * pairs * val.size());
 }
+
+TEST_CASE("review12: slots mode: a command retried after LOADING never joins a MULTI opened after it") {
+  // SET a 1 is answered -LOADING (its shard just restarted); the client has pipelined
+  // MULTI and SET a 2 behind it (slots mode: the proxy answers those itself). When the
+  // shard is ready, SET a 1 is decided again, but the session is now "inside MULTI":
+  // SET a 1 is answered +QUEUED and queued into the client's transaction.
+  // Direct (one server, after loading): +OK, +OK, +QUEUED; EXEC then runs SET a 2 alone.
+  session_fixture f(2, {}, routing::router::slots(routing::slot_map::even(2)));
+  f.client(cmd({"SET", "a", "1"}) + cmd({"MULTI"}) + cmd({"SET", "a", "2"}));
+  CHECK(f.written(1) == cmd({"SET", "a", "1"}));
+  f.reply(loading_err, 1);
+  f.env.verdict(1, backend_state::loading);
+  f.core.resume();
+  f.env.verdict(1, backend_state::ready);
+  f.core.resume();
+  const std::string again = f.written(1);
+  CHECK(again == cmd({"SET", "a", "1"}));
+  if (!again.empty()) f.reply("+OK\r\n", 1);
+  CHECK(f.output() == "+OK\r\n+OK\r\n+QUEUED\r\n");
+  f.client(cmd({"EXEC"}));
+  const std::string block = f.written(1);
+  CHECK(block == cmd({"MULTI"}) + cmd({"SET", "a", "2"}) + cmd({"EXEC"}));
+}
