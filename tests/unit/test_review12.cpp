@@ -113,6 +113,25 @@ TEST_CASE("review12: a LOADING answer is never retried after a reply-less SELECT
   CHECK_FALSE(again.substr(0, set_k.size()) == set_k);
 }
 
+TEST_CASE("review12: a LOADING answer followed by CLIENT REPLY OFF still reaches the client") {
+  // Direct, during loading: SET k v -> -LOADING, then CLIENT REPLY OFF (loading-safe,
+  // runs, answers nothing). The client reads one reply. The proxy keeps the -LOADING,
+  // sees nothing after it on the link (REPLY OFF has no reply), retries SET k v once the
+  // shard is ready, and sends it with replies off: the client never gets any answer
+  // for SET k v.
+  session_fixture f;
+  f.client(cmd({"SET", "k", "v"}) + cmd({"CLIENT", "REPLY", "OFF"}));
+  f.written();
+  f.reply(loading_err);
+  f.verdict(backend_state::loading);
+  f.verdict(backend_state::ready);
+  // The server has replies off for this connection now: it answers nothing to a resent
+  // SET k v, so whatever the client gets must already be in the output.
+  const std::string again = f.written();
+  CHECK(again.empty());
+  CHECK(f.output() == loading_err);
+}
+
 TEST_CASE("review12: SELECT under CLIENT REPLY OFF is replayed on a new backend connection") {
   // (Older than issue 12, found while reviewing it.) Direct: after CLIENT REPLY OFF,
   // SELECT 1, CLIENT REPLY ON the connection is in db 1. The proxy records SELECT only
