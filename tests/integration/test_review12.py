@@ -190,6 +190,51 @@ class ConcurrentFlushes(TestCase):
         self.assertNotIn("fence_drain_timeout", p.log())
 
 
+class Busy(TestCase):
+    """A busy server answers -BUSY at once and accepts FUNCTION KILL; a flush fence must
+    not turn a runaway script into a stall of every client."""
+
+    LIB = ("#!lua name=spinlib\n"
+           "redis.register_function('spin', function() local i = 0 while true do i = i + 1 end end)")
+
+    def test_a_flush_during_a_busy_script_does_not_hold_function_kill(self):
+        # R runs a function that never ends. F sends FLUSHALL; K sends FUNCTION KILL.
+        # Direct: FLUSHALL -> -BUSY at once, FUNCTION KILL -> OK at once. Through
+        # respfence the FLUSHALL's fence waits for R's FCALL (which only FUNCTION KILL can
+        # end), and holds K's FUNCTION KILL behind it until the fence times out.
+        r = self.redis()
+        ctl = r.raw()
+        ctl.cmd("CONFIG", "SET", "busy-reply-threshold", "100")
+        self.assertEqual(ctl.cmd("FUNCTION", "LOAD", self.LIB), b"spinlib")
+        # Control, direct.
+        runner = RawConn(r.port, timeout=30)
+        runner.send(encode("FCALL", "spin", "0"))
+        time.sleep(0.5)
+        f = RawConn(r.port, timeout=5)
+        flush_direct = f.cmd("FLUSHALL")
+        self.assertTrue(isinstance(flush_direct, Error) and flush_direct.startswith("BUSY"))
+        self.assertEqual(RawConn(r.port, timeout=5).cmd("FUNCTION", "KILL"), "OK")
+        self.assertIsInstance(runner.reply(), Error)
+        # Through respfence.
+        p = self.proxy(r, health="interval_ms = 100\nloading_interval_ms = 50")
+        runner = p.raw(timeout=30)
+        runner.send(encode("FCALL", "spin", "0"))
+        time.sleep(0.5)
+        f = p.raw(timeout=30)
+        f.send(encode("FLUSHALL"))
+        time.sleep(0.2)
+        k = p.raw(timeout=3)
+        t0 = time.monotonic()
+        try:
+            killed = k.cmd("FUNCTION", "KILL")
+        except socket.timeout:
+            killed = "no answer in 3 s"
+        self.assertEqual(killed, "OK")
+        self.assertLess(time.monotonic() - t0, 1.0)
+        self.assertIsInstance(runner.reply(), Error)
+        self.assertIsInstance(f.reply(), (Error, str))
+
+
 class Backpressure(TestCase):
     """R4/R5: a small client_output_limit never makes a client wait for ever."""
 
