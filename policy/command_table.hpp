@@ -60,6 +60,8 @@ enum class command_kind : uint8_t {
   flushdb,
   debug,  // DEBUG RELOAD swaps the dataset
   swapdb,  // changes what a db holds, as a flush does
+  ends_busy,  // SCRIPT KILL, FUNCTION KILL, SHUTDOWN: what a busy server still runs
+  replicate,  // SYNC, PSYNC: the connection becomes a replication stream
   // Routing merge rules (slots mode).
   mget,
   mset,

@@ -1,5 +1,7 @@
 #include "proxy/backend_registry.hpp"
 
+#include <algorithm>
+
 #include "proxy/errors.hpp"
 #include "proxy/log.hpp"
 
@@ -72,8 +74,10 @@ uint64_t backend_registry::probe_begin(size_t i) {
 void backend_registry::probe_done(size_t i, backend& b, uint64_t round, policy::transition t,
                                   const char* why) {
   b.round_done = round;
-  const bool wanted = b.confirm_wanted;
-  b.confirm_wanted = false;
+  // A probe that began before the LOADING answer was reported says nothing about it:
+  // the wait goes on for the next one.
+  const bool wanted = b.confirm_wanted && round > b.confirm_after;
+  if (wanted) b.confirm_wanted = false;
   if (t.changed()) {
     apply(i, b, t, why);
   } else if (wanted) {
@@ -148,6 +152,7 @@ uint64_t backend_registry::loading_reply(size_t i) {
     // A probe already under way may have been answered before the server began to
     // load: only one that begins from now on says whether it loads.
     after = b.rounds_begun.load(std::memory_order_acquire);
+    b.confirm_after = b.confirm_wanted ? std::max(b.confirm_after, after) : after;
     b.confirm_wanted = true;
   }
   wake(i);

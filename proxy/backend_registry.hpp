@@ -113,7 +113,8 @@ class backend_registry {
     std::string loading_error = "-LOADING Redis is loading the dataset in memory\r\n";
     std::atomic<uint64_t> rounds_begun{0};
     uint64_t round_done = 0;
-    bool confirm_wanted = false;  // a session waits for the next probe's verdict
+    bool confirm_wanted = false;  // a session waits for the verdict of a probe...
+    uint64_t confirm_after = 0;   // ...whose round is past this one
     bool echo_loading_safe = true;
     std::string last_error;
     std::chrono::steady_clock::time_point loading_since{};

@@ -67,6 +67,12 @@ inline constexpr std::string_view backend_protocol =
 inline constexpr std::string_view shutting_down = "-ERR respfence: shutting down\r\n";
 inline constexpr std::string_view not_supported_sharded =
     "-ERR respfence: this command is not supported with routing.mode = \"slots\"\r\n";
+// A replica's SYNC/PSYNC needs one server behind the connection.
+inline constexpr std::string_view replication_slots =
+    "-ERR respfence: SYNC and PSYNC are not supported with routing.mode = \"slots\"\r\n";
+inline constexpr std::string_view replication_cluster =
+    "-ERR respfence: SYNC and PSYNC are not supported with routing.mode = \"cluster\"; "
+    "replicate from the cluster's nodes\r\n";
 // A flush (or SWAPDB) inside MULTI would run on the one shard the transaction runs on.
 inline constexpr std::string_view flush_in_multi_sharded =
     "-ERR respfence: FLUSHALL, FLUSHDB and SWAPDB inside MULTI would reach one shard; "

@@ -93,6 +93,7 @@ void session_core::release_buffers() {
   std::string().swap(out_);
   std::string().swap(writing_);
   std::string().swap(stash_);
+  stash_bytes_ = 0;
   for (link& l : links_) {
     std::vector<char>().swap(l.rbuf);
     l.rstart = l.rend = l.read_at = 0;

@@ -139,6 +139,7 @@ session_core::~session_core() { on_client_closed(); }
 
 bool session_core::wants_client_read() const {
   if (client_gone_ || stop_input_ || shutting_down_) return false;
+  if (tunnel_) return links_[tunnel_link_].gen.size() < lim_.input_window;
   // Reading goes on while the output is over its limit (only forwarding stops), so a
   // client that writes its whole pipeline before it reads a reply is never stuck in its
   // own write. Past the input window of unanswered requests the client waits in its
@@ -151,6 +152,10 @@ bool session_core::wants_client_read() const {
 
 void session_core::on_client_data(size_t n) {
   touched_ = true;
+  if (tunnel_) {
+    tunnel_client_data(n);
+    return;
+  }
   if (read_at_ != in_len_) std::memmove(in_.data() + in_len_, in_.data() + read_at_, n);
   in_len_ += n;
   batch_us_ = detail::now_us();
@@ -182,6 +187,7 @@ void session_core::parse_input() {
         e.rep_len = reply.size();
         stash_ += reply;
         ++stash_live_;
+        stash_bytes_ += reply.size();
       } else {
         answer_local(e, reply);
       }
@@ -225,6 +231,12 @@ bool session_core::dispatch(entry& e, const routing::arg_source& args) {
   if (k == command_kind::quit) {
     stop_input_ = true;
     close_when_done_ = true;
+    // Direct, the server has dropped the connection by the time the client reads +OK (a
+    // test of CLIENT TRACKING's redirection relies on it): send QUIT on the open link.
+    if (!rt().sharded() && !links_.empty() && links_[0].state == link::conn::open) {
+      send(e, 0, args);
+      return true;
+    }
     answer_local(e, rep::ok);
     return true;
   }
@@ -265,10 +277,29 @@ bool session_core::dispatch(entry& e, const routing::arg_source& args) {
   }
   e.backend = static_cast<uint16_t>(b);
 
-  if (tx_open_ || k == command_kind::multi) return dispatch_tx(e, args, cmd, r, ru);
+  // Whether it belongs to a transaction is decided once, when it first arrives in turn: a
+  // command sent again after LOADING never joins a MULTI the client opened after it.
+  if (!e.decided) {
+    e.decided = true;
+    e.in_tx = tx_open_ || k == command_kind::multi;
+  }
+  if (e.in_tx) return dispatch_tx(e, args, cmd, r, ru);
   if (k == command_kind::watch) watch_backend_ = static_cast<int32_t>(b);
   if (k == command_kind::unwatch || k == command_kind::exec || k == command_kind::discard) {
     watch_backend_ = -1;
+  }
+  if (k == command_kind::replicate) {
+    if (router.sharded()) {
+      answer_local(e, router.cluster() ? err::replication_cluster : err::replication_slots);
+      return true;
+    }
+    // The stream starts once everything before it is answered.
+    if (e.seq != head_seq_) {
+      hold(e, hold_reason::barrier);
+      return false;
+    }
+    start_tunnel(e, b);
+    return true;
   }
   if (r.kind != routing::route_kind::backend) return dispatch_sharded(e, args, ru, r);
   // Pub/sub confirmations come as a stream on one link: in slots mode, with replies
@@ -348,7 +379,10 @@ bool session_core::hold_for_loading(entry& e, size_t b, uint32_t timeout_ms) {
     return true;
   }
   e.admitted = true;
-  e.deadline = env_.now_ms() + timeout_ms;
+  // The deadline counts from when it first waited: a backend that flaps between down and
+  // connecting decides it again each time, and must not restart its clock.
+  if (e.queued_at == 0) e.queued_at = env_.now_ms();
+  e.deadline = e.queued_at + timeout_ms;
   hold(e, hold_reason::loading);
   env_.count(b, counter::queued);
   return false;
@@ -529,7 +563,11 @@ void session_core::send(entry& e, size_t b, const routing::arg_source& args) {
     for (uint8_t n = 0; n < e.flushes; ++n) env_.flush_sent(b);
   }
   if (no_reply) {
-    // CLIENT REPLY OFF/SKIP: the server sends nothing back for this one.
+    // CLIENT REPLY OFF/SKIP: the server sends nothing back for this one. It may have run:
+    // no earlier LOADING answer on this link may be sent again after it (silent_seq). Its
+    // connection state is recorded now, since no reply will say it took effect.
+    l.silent_seq = e.seq + 1;
+    if (!l.server_multi) record_state(e, {});
     answer_local(e, {});
     return;
   }

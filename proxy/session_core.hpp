@@ -134,6 +134,7 @@ class session_core {
   size_t held_count() const { return held_; }
   int protocol() const { return resp3_ ? 3 : 2; }
   bool subscribed() const { return sub_channels_ + sub_patterns_ + sub_shard_ > 0; }
+  bool tunnel() const { return tunnel_; }
   int db() const { return db_; }
 
  private:
@@ -168,6 +169,9 @@ class session_core {
     bool saw_redirect = false;   // tx_exec: a part was redirected; the block goes again
     uint8_t redirects = 0;       // cluster: bounded
     uint16_t waits = 0;          // its LOADING answers (or its parts') waiting for a verdict
+    bool decided = false;        // dispatched once already (a retry decides it again)
+    bool in_tx = false;          // it arrived inside MULTI (or is MULTI)
+    int64_t queued_at = 0;       // when it first waited for its backend: the deadline counts from there
     uint64_t own_fence = 0;      // a flush: the fence it raised, until it is answered
   };
 
@@ -219,6 +223,7 @@ class session_core {
     size_t rstart = 0;
     size_t rend = 0;
     size_t read_at = 0;  // as read_at_, for this link's read buffer
+    uint64_t silent_seq = 0;  // the last command sent here that answers nothing (CLIENT REPLY), +1
     reply_framer framer;
     bool server_multi = false;  // the server connection is inside MULTI
   };
@@ -259,6 +264,14 @@ class session_core {
   bool fence_drained(const fence_mark& f) const;
   bool own_flush_on_wire() const;
   void answer_null_exec(entry& e);
+  // SYNC/PSYNC: from this request on, the client's connection is a byte tunnel to the
+  // backend's (the RDB payload and the command stream are not RESP replies).
+  void start_tunnel(entry& e, size_t b);
+  void tunnel_client_data(size_t n);
+  void tunnel_link_data(size_t b);
+  // The client's transaction ends without the server's EXEC/DISCARD: end its WATCH there
+  // too, as they would have.
+  void end_watch(entry& e);
 
   // ---- LOADING answers and retries (session_retry.cpp) ----
   void begin_wait(entry& e, size_t b, const inflight_item& it, std::string_view reply);
@@ -347,6 +360,7 @@ class session_core {
   std::string writing_;  // being written
   std::string stash_;    // replies that came back before their turn
   size_t stash_live_ = 0;
+  size_t stash_bytes_ = 0;  // of those, the bytes not yet sent on (what counts for the limit)
 
   slot_pool<merge_state> merges_;
   slot_pool<tx_block> txs_;
@@ -380,6 +394,8 @@ class session_core {
   int64_t sub_patterns_ = 0;
   int64_t sub_shard_ = 0;
   bool monitor_ = false;
+  bool tunnel_ = false;  // SYNC/PSYNC: bytes flow as they are, both ways
+  size_t tunnel_link_ = 0;
   bool tracking_ = false;
   bool reply_off_ = false;
   bool reply_skip_next_ = false;

@@ -47,11 +47,18 @@ bool session_core::start_flush(entry& e, const std::vector<size_t>& backends, co
 bool session_core::fence_begin(uint64_t fence_id, const std::vector<size_t>& backends) {
   // Everything accepted so far came before the flush; the flushing session's own later
   // commands come after it.
-  uint64_t mark = flushing_seq_ != UINT64_MAX ? flushing_seq_ + 1 : next_seq_;
-  for (const fence_mark& g : fences_) {
+  const bool own = flushing_seq_ != UINT64_MAX;
+  uint64_t mark = own ? flushing_seq_ + 1 : next_seq_;
+  for (fence_mark& g : fences_) {
     const bool shared = std::any_of(backends.begin(), backends.end(),
                                     [&](size_t b) { return targets(g.backends, b); });
-    if (g.id > fence_id && shared) mark = std::min(mark, g.mark);
+    if (!shared) continue;
+    if (g.id > fence_id) mark = std::min(mark, g.mark);
+    // This session's own flush, raised late (it waited behind other commands), comes
+    // after the lower fences it already knows; so does everything after it, which a
+    // lower fence must then not wait for either (it waits for this flush, which waits
+    // for that fence). Only held commands move: nothing after the flush was sent.
+    if (own && g.id < fence_id) g.mark = std::min(g.mark, mark);
   }
   fences_.push_back(fence_mark{fence_id, mark, backends, false});
   if (fence_drained(fences_.back())) {
@@ -71,6 +78,9 @@ bool session_core::fenced(const entry& e, size_t b) const {
   if (env_.view(b).fence_level == 0) return false;
   // A flush waits for its own fence to drain (fence_ready), not behind other fences.
   if (e.own_fence != 0) return false;
+  // SCRIPT KILL, FUNCTION KILL, SHUTDOWN: what ends a busy script is never held (the
+  // fence may itself wait for that script).
+  if (e.ckind == policy::command_kind::ends_busy) return false;
   for (const fence_mark& f : fences_) {
     if (e.seq >= f.mark && targets(f.backends, b)) return true;
   }
@@ -82,6 +92,11 @@ bool session_core::fence_drained(const fence_mark& f) const {
     const entry& e = pipe_[i];
     if (e.seq >= f.mark) break;
     if (e.state == entry_state::done || e.exempt) continue;
+    // A busy server answers -BUSY to everything but the script it runs (and to the flush
+    // too): a script on the wire may never end, so it is not waited for.
+    if (e.state == entry_state::sent && env_.view(e.backend).state == policy::backend_state::busy) {
+      continue;
+    }
     // Its own flush, or one whose fence rose later (and so waits for this one).
     if (e.own_fence != 0 && e.own_fence >= f.id) continue;
     // A client that left sends nothing more: only what is on the wire counts.

@@ -111,6 +111,11 @@ void session_core::on_link_failed(size_t b, bool was_open) {
   }
   // The connect failed: nothing was sent, so what waited may wait again.
   env_.report_unreachable(b);
+  if (tunnel_) {
+    // A replication stream has no second chance: the client sees its connection end.
+    stop_input_ = true;
+    close_when_done_ = true;
+  }
   const ring<inflight_item> items = close_link_state(b);
   for_each_waiting(items, [&](entry& e, const inflight_item& it) {
     if (it.what == detail::item_part) {
@@ -157,7 +162,7 @@ void session_core::fail_link(size_t b, std::string_view why) {
   }
   // Subscriptions, MONITOR and tracking lived on that connection and cannot be replayed
   // without the client seeing it: close the client, as the server going away would.
-  if (subscribed() || monitor_ || tracking_) {
+  if (subscribed() || monitor_ || tracking_ || tunnel_) {
     stop_input_ = true;
     close_when_done_ = true;
   }
@@ -205,7 +210,14 @@ void session_core::link_output_done(size_t b) {
 }
 
 bool session_core::link_wants_read(size_t b) const {
-  return links_[b].state == link::conn::open && !output_over_limit();
+  const link& l = links_[b];
+  if (l.state != link::conn::open) return false;
+  if (!output_over_limit()) return true;
+  // Over the limit only because replies that came early on other links fill the stash:
+  // the link whose next reply is the client's oldest unanswered one is still read (that
+  // reply goes straight out, and lets the stash drain).
+  return out_.size() + writing_.size() < lim_.client_output && !l.inflight.empty() &&
+         l.inflight.front().seq == head_seq_;
 }
 
 bool session_core::link_open(size_t b) const { return links_[b].state == link::conn::open; }
@@ -238,6 +250,11 @@ void session_core::on_link_data(size_t b, size_t n) {
   l.rend += n;
   touched_ = true;
   batch_us_ = detail::now_us();
+  if (tunnel_) {
+    tunnel_link_data(b);
+    after_completion();
+    return;
+  }
   while (l.state == link::conn::open && l.rstart < l.rend) {
     const std::string_view view(l.rbuf.data() + l.rstart, l.rend - l.rstart);
     const frame_status st = l.framer.next(view);
@@ -331,7 +348,9 @@ void session_core::on_reply(size_t b, std::string_view reply, const reply_info& 
     }
     entry& e = at(it.seq);
     if (!loading && !order_free(e.ckind)) on_ran(b);
-    if (loading && e.retry && !client_gone_ && e.state == entry_state::sent) {
+    const bool deciding = e.state == entry_state::sent ||
+                          (e.state == entry_state::held && e.hold == hold_reason::confirm);
+    if (loading && e.retry && !client_gone_ && deciding && l.silent_seq <= e.seq) {
       begin_wait(e, b, it, reply);
       return;
     }
@@ -359,7 +378,8 @@ void session_core::on_reply(size_t b, std::string_view reply, const reply_info& 
   // The server did not run it (or aborted a held transaction because of it).
   const bool not_run = loading || (e.kind == reply_kind::tx_exec && e.saw_loading && info.is_error());
   if (!not_run && !order_free(e.ckind)) on_ran(b);
-  if (not_run && e.retry && !client_gone_) {
+  // A command sent after it that answers nothing (CLIENT REPLY OFF/SKIP) may have run.
+  if (not_run && e.retry && !client_gone_ && l.silent_seq <= e.seq) {
     l.inflight.pop_front();
     begin_wait(e, b, it, reply);
     return;
@@ -466,6 +486,7 @@ void session_core::deliver(entry& e, std::string_view reply) {
     e.stored = true;
     stash_.append(reply);
     ++stash_live_;
+    stash_bytes_ += reply.size();
     complete(e);
   }
 }
@@ -495,6 +516,7 @@ void session_core::flush_head() {
     entry& h = pipe_.front();
     if (h.stored) {
       out_.append(stash_, h.rep_off, h.rep_len);
+      stash_bytes_ -= h.rep_len;
       if (--stash_live_ == 0) stash_.clear();
     }
     pipe_.pop_front();
@@ -526,7 +548,9 @@ void session_core::after_completion() {
 }
 
 bool session_core::output_over_limit() const {
-  return out_.size() + writing_.size() + stash_.size() >= lim_.client_output;
+  // Stashed replies already moved on to out_ stay in stash_ until it empties: only the
+  // bytes still waiting for their turn count.
+  return out_.size() + writing_.size() + stash_bytes_ >= lim_.client_output;
 }
 
 std::string_view session_core::take_client_output() {

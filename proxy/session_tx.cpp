@@ -51,15 +51,19 @@ void session_core::reset_tx() {
   tx_flushes_ = 0;
 }
 
-void session_core::answer_null_exec(entry& e) {
-  // The WATCH of this transaction was lost with its connection: abort it as the server
-  // aborts a transaction whose watched key was touched. A WATCH sent since then is ended
-  // on the server too, as EXEC would.
+void session_core::end_watch(entry& e) {
   if (watch_active_) {
     send_gen(watch_link_, k_unwatch, detail::item_swallow, e.seq);
     watch_active_ = false;
   }
   watch_lost_ = false;
+}
+
+void session_core::answer_null_exec(entry& e) {
+  // The WATCH of this transaction was lost with its connection: abort it as the server
+  // aborts a transaction whose watched key was touched. A WATCH sent since then is ended
+  // on the server too, as EXEC would.
+  end_watch(e);
   answer_local(e, resp3_ ? rep::null_resp3 : rep::null_array);
 }
 
@@ -104,12 +108,13 @@ bool session_core::dispatch_tx(entry& e, const routing::arg_source& args,
       case command_kind::exec:
         if (tx_cur_ >= 0) free_tx(tx_cur_);
         reset_tx();
+        end_watch(e);  // EXEC ends WATCH, aborted or not
         answer_local(e, err::execabort_previous_errors);
         break;
       case command_kind::discard:
         if (tx_cur_ >= 0) free_tx(tx_cur_);
         reset_tx();
-        watch_lost_ = false;
+        end_watch(e);
         answer_local(e, rep::ok);
         break;
       case command_kind::multi:
@@ -120,6 +125,7 @@ bool session_core::dispatch_tx(entry& e, const routing::arg_source& args,
         break;
       case command_kind::reset:
         reset_tx();
+        e.in_tx = false;  // RESET ends the transaction: decided as a command of its own
         return dispatch(e, args);
       default:
         answer_local(e, err::backend_lost);
@@ -131,6 +137,7 @@ bool session_core::dispatch_tx(entry& e, const routing::arg_source& args,
     // RESET ends the transaction here and on the server.
     if (tx_cur_ >= 0) free_tx(tx_cur_);
     reset_tx();
+    e.in_tx = false;  // RESET ends the transaction: decided as a command of its own
     return dispatch(e, args);
   }
 
@@ -221,11 +228,7 @@ bool session_core::dispatch_tx(entry& e, const routing::arg_source& args,
         // The server's MULTI ends with the server's +OK (and its WATCH with it).
         send(e, static_cast<size_t>(at_backend), args);
       } else {
-        // DISCARD ends WATCH: on the server too, where one is active.
-        if (watch_active_) {
-          send_gen(watch_link_, k_unwatch, detail::item_swallow, e.seq);
-          watch_active_ = false;
-        }
+        end_watch(e);  // DISCARD ends WATCH: on the server too, where one is active
         answer_local(e, rep::ok);
       }
       return true;
@@ -239,6 +242,7 @@ bool session_core::dispatch_tx(entry& e, const routing::arg_source& args,
         if (split) {
           free_tx(tx_cur_);
           reset_tx();
+          end_watch(e);
           answer_local(e, err::crossslot);
           return true;
         }
@@ -253,11 +257,8 @@ bool session_core::dispatch_tx(entry& e, const routing::arg_source& args,
           if (watch_active_ && watch_link_ == static_cast<size_t>(t.multi_backend)) {
             watch_active_ = false;  // DISCARD ended it on the server
           }
-        } else if (watch_active_) {
-          send_gen(watch_link_, k_unwatch, detail::item_swallow, e.seq);
-          watch_active_ = false;
         }
-        watch_lost_ = false;
+        end_watch(e);
         free_tx(tx_cur_);
         reset_tx();
         answer_local(e, err::execabort_previous_errors);
@@ -360,6 +361,13 @@ bool session_core::defer_command(entry& e, const routing::arg_source& args,
 
 bool session_core::exec_held_tx(entry& e, size_t b) {
   tx_block& t = txs_[e.tx];
+  if (t.watched && watch_lost_) {
+    // The connection that held its WATCH broke while the block waited: never commit.
+    free_tx(e.tx);
+    e.tx = -1;
+    answer_null_exec(e);
+    return true;
+  }
   if (t.broken) {
     // The connection that held the block's MULTI and first commands broke: the server
     // forgot them, and the rest must not run alone.

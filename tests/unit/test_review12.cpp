@@ -138,6 +138,10 @@ TEST_CASE("review12: SELECT under CLIENT REPLY OFF is replayed on a new backend 
   // from its reply, so after its backend link breaks it replays nothing and the next
   // SET goes to db 0.
   session_fixture f;
+  f.client(cmd({"PING"}));  // the backend connection is open before the sequence
+  f.written();
+  f.reply("+PONG\r\n");
+  CHECK(f.output() == "+PONG\r\n");
   f.client(cmd({"CLIENT", "REPLY", "OFF"}) + cmd({"SELECT", "1"}) + cmd({"CLIENT", "REPLY", "ON"}));
   f.written();
   f.reply("+OK\r\n");  // only CLIENT REPLY ON answers
