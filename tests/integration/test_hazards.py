@@ -256,14 +256,13 @@ class ConcurrentFlushes(TestCase):
         print("\n  flush storm, 6 clients, 6 s: direct %d ops (worst %.1f ms), "
               "respfence %d ops (worst %.1f ms)" % (direct_ops, direct_worst * 1000, ops,
                                                     worst * 1000))
+        # Speed is measured by the benchmark, on a quiet machine (README: about half of
+        # direct's operations, worst latency well under 100 ms); this test checks that no
+        # flush ever waits for a fence timeout (before issue 12: 60 operations in 6 s, the
+        # worst 10 s), with bounds loose enough for a loaded CI machine and sanitizers.
         self.assertNotIn("fence_drain_timeout", p.log())
-        if SANITIZED:
-            # A sanitizer build is many times slower: it checks for stalls, not speed.
-            self.assertGreaterEqual(ops, direct_ops // 50)
-            self.assertLess(worst, 2.0)
-            return
-        self.assertGreaterEqual(ops, direct_ops // 2)
-        self.assertLess(worst, 0.1)
+        self.assertGreaterEqual(ops, direct_ops // (50 if SANITIZED else 10))
+        self.assertLess(worst, 2.0 if SANITIZED else 1.0)
 
 
 class Backpressure(TestCase):
