@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cstdio>
 #include <optional>
+#include <random>
 #include <unordered_map>
 
 #include "proxy/errors.hpp"
@@ -455,11 +456,17 @@ std::string merge_replies(const merge_state& m, bool resp3) {
       out += body;
       return out;
     }
-    case merge_rule::first_value:
-      for (const auto& r : m.replies) {
-        if (r != "$-1\r\n" && r != "_\r\n") return r;
+    case merge_rule::random_value: {
+      // RANDOMKEY: one of the backends that has a key, picked at random (always the first
+      // would never name a key of the others).
+      std::vector<size_t> found;
+      for (size_t p = 0; p < m.replies.size(); ++p) {
+        if (m.replies[p] != "$-1\r\n" && m.replies[p] != "_\r\n") found.push_back(p);
       }
-      return resp3 ? "_\r\n" : "$-1\r\n";
+      if (found.empty()) return resp3 ? "_\r\n" : "$-1\r\n";
+      thread_local std::minstd_rand pick(std::random_device{}());
+      return m.replies[found[pick() % found.size()]];
+    }
     case merge_rule::ping:
     case merge_rule::none:
       return m.replies.empty() ? std::string("+OK\r\n") : m.replies[0];

@@ -65,7 +65,7 @@ std::vector<class_rule> make_rules() {
       fanout("dbsize", M::sum),
       fanout("keys", M::concat),
       fanout("scan", M::scan, 0, "walks the backends one after the other"),
-      fanout("randomkey", M::first_value),
+      fanout("randomkey", M::random_value),
       fanout("flushall", M::all_ok, 0, "under the flush fence"),
       fanout("flushdb", M::all_ok, 0, "under the flush fence"),
       fanout("swapdb", M::all_ok, 0, "under the flush fence"),
@@ -327,8 +327,8 @@ const char* to_string(merge_rule r) {
       return "concat";
     case M::scan:
       return "scan";
-    case M::first_value:
-      return "first_value";
+    case M::random_value:
+      return "random_value";
     case M::ping:
       return "ping";
     case M::info:

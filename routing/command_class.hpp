@@ -36,7 +36,7 @@ enum class merge_rule : uint8_t {
   sum,          // integers added (DEL, EXISTS, DBSIZE, ...)
   concat,       // arrays joined (KEYS, PUBSUB SHARDCHANNELS)
   scan,         // SCAN: the cursor carries the shard
-  first_value,  // RANDOMKEY: the first non-null
+  random_value,  // RANDOMKEY: a non-null part, picked at random
   ping,         // PING: PONG when every part answers
   info,         // INFO: field by field (counters added, the rest the first backend's)
   agree,        // every part the same answer (FUNCTION LOAD's name, SCRIPT LOAD's sha)

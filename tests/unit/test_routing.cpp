@@ -167,7 +167,7 @@ TEST_CASE("merge: MGET in key order, sums, all-OK, KEYS, RANDOMKEY, INFO") {
   m.replies = {"*1\r\n$1\r\na\r\n", "*2\r\n$1\r\nb\r\n$1\r\nc\r\n"};
   CHECK(merge_replies(m, false) == "*3\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n");
 
-  m.reset(merge_rule::first_value, 2);
+  m.reset(merge_rule::random_value, 2);
   m.replies = {"$-1\r\n", "$1\r\nk\r\n"};
   CHECK(merge_replies(m, false) == "$1\r\nk\r\n");
   m.replies = {"_\r\n", "_\r\n"};
@@ -293,7 +293,7 @@ TEST_CASE("command classes: pinned") {
       {"dbsize", C::fanout, M::sum},
       {"keys", C::fanout, M::concat},
       {"scan", C::fanout, M::scan},
-      {"randomkey", C::fanout, M::first_value},
+      {"randomkey", C::fanout, M::random_value},
       {"ping", C::fanout, M::ping},
       {"info", C::fanout, M::info},
       {"select", C::fanout, M::all_ok},
