@@ -101,7 +101,7 @@ std::vector<class_rule> make_rules() {
       first("exec", n_tx),
       first("discard", n_tx),
       // ---------------------------------------------------------------- server state
-      fanout("config|set", M::all_ok, S, n_server),
+      fanout("config|set", M::all_ok, S | K, "server-wide state; port, tls-port and dir are refused"),
       fanout("config|resetstat", M::all_ok, S, n_server),
       fanout("config|rewrite", M::all_ok, S, n_server),
       first("config|get", "CONFIG SET keeps the backends alike: the first backend's"),
@@ -288,6 +288,9 @@ constexpr std::string_view n_sort_pattern =
 const class_rule k_sort_pattern{"sort by/get", C::refused, M::none, 0, 0, 0, 0, n_sort_pattern};
 const class_rule k_sort_ro_pattern{"sort_ro by/get", C::refused, M::none, 0, 0, 0, 0,
                                    n_sort_pattern};
+const class_rule k_config_own{"config|set", C::refused, M::none, 0, 0, 0, 0,
+                              "port, tls-port and dir are each backend's own: "
+                              "set them on the backends"};
 const class_rule k_tracking_redirect{"client|tracking redirect", C::refused, M::none, 0, 0, 0, 0,
                                      "the client ID names a connection of one backend: "
                                      "use RESP3 (HELLO 3) for invalidation messages"};
@@ -380,6 +383,7 @@ const class_rule& debug_class(std::string_view sub) {
 const class_rule& unknown_class() { return k_unknown; }
 const class_rule& sort_pattern_refusal(bool ro) { return ro ? k_sort_ro_pattern : k_sort_pattern; }
 const class_rule& tracking_redirect_refusal() { return k_tracking_redirect; }
+const class_rule& config_own_refusal() { return k_config_own; }
 
 std::string display_name(std::string_view name) {
   std::string s(name);

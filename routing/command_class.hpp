@@ -52,7 +52,8 @@ const char* to_string(merge_rule r);
 inline constexpr uint8_t rule_server_state = 1;  // changes server or connection state on
                                                  // every backend: refused inside MULTI
 inline constexpr uint8_t rule_checked = 2;       // its arguments may refuse it (SORT's
-                                                 // BY/GET patterns, CLIENT TRACKING REDIRECT)
+                                                 // BY/GET patterns, CLIENT TRACKING REDIRECT,
+                                                 // CONFIG SET port)
 
 struct class_rule {
   std::string_view name;  // as in the command table: lower case, "parent|sub"
@@ -83,6 +84,8 @@ const class_rule& unknown_class();
 // Refusals that depend on the arguments.
 const class_rule& sort_pattern_refusal(bool ro);
 const class_rule& tracking_redirect_refusal();
+// CONFIG SET of what each backend must have for itself (port, tls-port, dir).
+const class_rule& config_own_refusal();
 
 // "config|set" -> "CONFIG SET".
 std::string display_name(std::string_view name);

@@ -79,6 +79,18 @@ bool tracking_redirects(const arg_source& a) {
   return false;
 }
 
+// CONFIG SET name value [name value ...]: a parameter each backend has for itself.
+bool config_sets_own(const arg_source& a) {
+  for (size_t i = 2; i < a.argc(); i += 2) {
+    const std::string_view n = a.arg(i);
+    if (policy::iequals_lower(n, "port") || policy::iequals_lower(n, "tls-port") ||
+        policy::iequals_lower(n, "dir")) {
+      return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
 std::shared_ptr<const router> router::single() { return std::make_shared<router>(); }
@@ -139,6 +151,10 @@ route router::decide(const policy::command_entry* cmd, const arg_source& args,
       // REDIRECT names a client id of one backend; invalidations come from every one.
       if (cmd->kind == command_kind::client_tracking && tracking_redirects(args)) {
         return {route_kind::refused, front, &tracking_redirect_refusal()};
+      }
+      // Every backend on one port or in one directory: never what is meant.
+      if (cr->has(rule_checked) && cr->name == "config|set" && config_sets_own(args)) {
+        return {route_kind::refused, front, &config_own_refusal()};
       }
       return {route_kind::fanout, front, cr};
     case command_class::keyed:

@@ -382,7 +382,8 @@ TEST_CASE("command classes: pinned") {
   CHECK_FALSE(listed_class("ping")->has(rule_server_state));
   CHECK_FALSE(listed_class("dbsize")->has(rule_server_state));
   CHECK(display_name("config|set") == "CONFIG SET");
-  CHECK(describe(*listed_class("config|set")) == "fanout (all_ok)");
+  CHECK(describe(*listed_class("config|resetstat")) == "fanout (all_ok)");
+  CHECK(describe(*listed_class("shutdown")) == "refused  # stop the backends themselves");
 }
 
 TEST_CASE("router: slots mode classes decided by arguments") {
@@ -398,6 +399,9 @@ TEST_CASE("router: slots mode classes decided by arguments") {
   };
   CHECK(decide({"CONFIG", "SET", "maxmemory", "0"}).kind == route_kind::fanout);
   CHECK(decide({"CONFIG", "GET", "maxmemory"}).kind == route_kind::backend);
+  CHECK(decide({"CONFIG", "SET", "maxmemory", "0", "PORT", "7000"}).kind == route_kind::refused);
+  CHECK(decide({"CONFIG", "SET", "dir", "/tmp"}).kind == route_kind::refused);
+  CHECK(decide({"CONFIG", "SET", "maxmemory", "port"}).kind == route_kind::fanout);
   CHECK(decide({"FUNCTION", "LOAD", "#!lua name=x\n"}).kind == route_kind::fanout);
   CHECK(decide({"SWAPDB", "0", "1"}).kind == route_kind::fanout);
   CHECK(decide({"SWAPDB", "0"}).kind == route_kind::backend);  // arity: the server answers
