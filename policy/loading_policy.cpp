@@ -148,7 +148,8 @@ std::shared_ptr<const policy_table> policy_table::build(const policy_config& cfg
   return t;
 }
 
-void policy_table::print(std::ostream& os) const {
+void policy_table::print(std::ostream& os, const column& extra,
+                         std::string_view extra_header) const {
   os << "# effective loading policy: on_loading=" << cfg_.on_loading
      << " queue_timeout_ms=" << cfg_.queue_timeout_ms << " queue_max=" << cfg_.queue_max
      << " queue_max_bytes=" << cfg_.queue_max_bytes
@@ -157,7 +158,12 @@ void policy_table::print(std::ostream& os) const {
   os << "# source: " << (learned_ ? "backend COMMAND" : "built-in redis 7.0 table")
      << ", then [policy.commands]\n";
   os << std::left << std::setw(34) << "# command" << std::setw(14) << "loading-safe"
-     << std::setw(10) << "action" << "timeout_ms\n";
+     << std::setw(10) << "action";
+  if (extra) {
+    os << std::setw(12) << "timeout_ms" << extra_header << "\n";
+  } else {
+    os << "timeout_ms\n";
+  }
   std::vector<const command_entry*> sorted;
   for (const auto& e : commands_.entries()) sorted.push_back(&e);
   std::sort(sorted.begin(), sorted.end(),
@@ -168,10 +174,11 @@ void policy_table::print(std::ostream& os) const {
     if (e->container && !r.overridden) continue;
     os << std::left << std::setw(34) << e->name << std::setw(14)
        << (r.loading_safe ? "yes" : "no") << std::setw(10) << r.act;
-    if (r.act == action::queue) {
-      os << r.timeout_ms;
+    std::string timeout = r.act == action::queue ? std::to_string(r.timeout_ms) : "-";
+    if (extra) {
+      os << std::setw(12) << timeout << extra(*e);
     } else {
-      os << "-";
+      os << timeout;
     }
     if (r.overridden) os << "  (override)";
     os << "\n";

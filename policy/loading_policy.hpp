@@ -4,6 +4,7 @@
 // together with the backend's state. Pure: no I/O.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <ostream>
@@ -97,8 +98,11 @@ class policy_table {
   const rule& unknown_rule() const { return unknown_; }
   bool learned() const { return learned_; }
 
-  // The effective table as text, one command per line (respfence --check).
-  void print(std::ostream& os) const;
+  // The effective table as text, one command per line (respfence --check). `extra`, when
+  // given, adds a last column headed `extra_header` (main adds each command's routing
+  // class in slots mode, which policy/ knows nothing of).
+  using column = std::function<std::string(const command_entry&)>;
+  void print(std::ostream& os, const column& extra = {}, std::string_view extra_header = {}) const;
 
  private:
   policy_config cfg_;

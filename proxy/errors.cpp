@@ -29,6 +29,31 @@ std::string unknown_command(std::string_view name, const std::string_view* args,
   return s;
 }
 
+std::string not_supported(std::string_view command, std::string_view mode,
+                          std::string_view reason) {
+  std::string s = "-ERR respfence: '";
+  append_clean(s, command);
+  s += "' is not supported with routing.mode = \"";
+  append_clean(s, mode);
+  s += '"';
+  if (!reason.empty()) {
+    s += " (";
+    append_clean(s, reason);
+    s += ')';
+  }
+  s += "\r\n";
+  return s;
+}
+
+std::string fanout_in_multi(std::string_view command, std::string_view mode) {
+  std::string s = "-ERR respfence: '";
+  append_clean(s, command);
+  s += "' inside MULTI would reach one shard; send it outside MULTI with routing.mode = \"";
+  append_clean(s, mode);
+  s += "\"\r\n";
+  return s;
+}
+
 std::string unknown_subcommand(std::string_view container, std::string_view sub) {
   std::string upper(container);
   for (auto& c : upper) c = (c >= 'a' && c <= 'z') ? static_cast<char>(c - 32) : c;

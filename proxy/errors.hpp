@@ -65,8 +65,16 @@ inline constexpr std::string_view backend_lost =
 inline constexpr std::string_view backend_protocol =
     "-ERR respfence: the backend sent a reply that is not RESP\r\n";
 inline constexpr std::string_view shutting_down = "-ERR respfence: shutting down\r\n";
-inline constexpr std::string_view not_supported_sharded =
-    "-ERR respfence: this command is not supported with routing.mode = \"slots\"\r\n";
+// A command of class `refused` (routing/command_class.hpp): its name as the client would
+// write it ("MIGRATE", "DEBUG POPULATE"), the mode ("slots", "cluster") and why, e.g.
+// -ERR respfence: 'DEBUG POPULATE' is not supported with routing.mode = "slots" (...)
+std::string not_supported(std::string_view command, std::string_view mode,
+                          std::string_view reason);
+// A command that changes state on every backend, inside MULTI: the transaction runs on one.
+std::string fanout_in_multi(std::string_view command, std::string_view mode);
+// A fan-out whose backends must all give the same answer did not (FUNCTION LOAD, ...).
+inline constexpr std::string_view backends_disagree =
+    "-ERR respfence: the backends gave different answers to a command sent to all of them\r\n";
 // A replica's SYNC/PSYNC needs one server behind the connection.
 inline constexpr std::string_view replication_slots =
     "-ERR respfence: SYNC and PSYNC are not supported with routing.mode = \"slots\"\r\n";

@@ -1,6 +1,7 @@
 // respfence: a RESP proxy sidecar that makes LOADING and FLUSH safe for its clients.
 
 #include <csignal>
+#include <iomanip>
 #include <cstring>
 #include <iostream>
 #include <string>
@@ -8,6 +9,7 @@
 #include "policy/config_loader.hpp"
 #include "proxy/log.hpp"
 #include "proxy/runtime.hpp"
+#include "routing/command_class.hpp"
 
 using namespace respfence;
 
@@ -55,7 +57,15 @@ void print_check(const policy::config& c) {
   std::cout << "# health interval_ms=" << c.health.interval_ms
             << " loading_interval_ms=" << c.health.loading_interval_ms
             << " timeout_ms=" << c.health.timeout_ms << "\n";
-  policy::policy_table::build(c.policy)->print(std::cout);
+  // Each command's routing class in slots (and cluster) mode: routing/command_class.hpp.
+  policy::policy_table::build(c.policy)->print(
+      std::cout, [](const policy::command_entry& e) { return routing::describe(routing::class_of(e)); },
+      "slots class");
+  std::cout << "# DEBUG routes by its subcommand in slots mode (others: first)\n";
+  for (const routing::class_rule& r : routing::listed_classes()) {
+    if (r.name.substr(0, 6) != "debug|") continue;
+    std::cout << std::left << std::setw(33) << r.name << ' ' << routing::describe(r) << "\n";
+  }
 }
 
 }  // namespace

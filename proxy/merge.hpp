@@ -36,6 +36,7 @@ struct merge_state {
   bool overridden = false;
   std::string ping_message;  // PING msg: what ECHO sends while a backend loads
   bool has_message = false;
+  bool reload = false;  // DEBUG RELOAD: each backend's epoch moves as its part is sent
 
   void reset(routing::merge_rule r, uint16_t n);
 };
@@ -54,7 +55,14 @@ uint64_t next_scan_cursor(uint64_t backend_next, uint16_t shard, size_t shards);
 // The merged reply. `resp3` picks the null form.
 std::string merge_replies(const merge_state& m, bool resp3);
 
-// The top-level elements of an aggregate reply, as byte ranges of `reply`.
+// INFO of several backends as one: sections and fields in the first backend's order (then
+// any the others add), counters added (clients blocked, keys, commandstats, ...), states
+// combined (a save in progress anywhere), everything else the first backend's. `texts`
+// are the bodies of the bulk (or verbatim) strings.
+std::string merge_info_text(const std::vector<std::string_view>& texts);
+
+// The top-level elements of an aggregate reply, as byte ranges of `reply` (a map's keys
+// and values alternate; *count is its number of pairs).
 bool split_elements(std::string_view reply, std::vector<std::string_view>& out,
                     int64_t* count = nullptr);
 

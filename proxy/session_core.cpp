@@ -258,6 +258,7 @@ bool session_core::dispatch(entry& e, const routing::arg_source& args) {
     answer_local(e, err::crossslot);
     return true;
   }
+  if (r.rule != nullptr && refuse_sharded(e, r)) return true;
   size_t b = r.backend;
   // The fence is the primary's: a read that may go to its replica waits for it too.
   const size_t primary = b;

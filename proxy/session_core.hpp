@@ -297,6 +297,9 @@ class session_core {
   // ---- slots mode: split and fan-out (session_sharded.cpp) ----
   bool dispatch_sharded(entry& e, const routing::arg_source& args, const policy::rule& ru,
                         routing::route r);
+  // A refused command, or a fan-out that changes state on every backend inside MULTI:
+  // answered here (true).
+  bool refuse_sharded(entry& e, const routing::route& r);
   bool send_parts(entry& e);
   void on_part_reply(entry& e, uint16_t part, std::string_view reply);
   void retry_part(entry& e, uint16_t part, size_t b);

@@ -1,6 +1,7 @@
 // session_core, slots mode: commands split over several backends (MGET, MSET, DEL, ...),
-// fanned out to all of them (DBSIZE, KEYS, FLUSHALL, SELECT, ...), or walked one shard
-// at a time (SCAN). A command waits only for the backends it needs (SPEC §4, §6).
+// fanned out to all of them (DBSIZE, KEYS, FLUSHALL, SELECT, CONFIG SET, ...), walked one
+// shard at a time (SCAN), or refused (routing/command_class.hpp). A command waits only for
+// the backends it needs (SPEC §4, §6).
 
 #include <algorithm>
 
@@ -14,6 +15,31 @@ namespace respfence::proxy {
 using policy::backend_state;
 using policy::command_kind;
 using routing::merge_rule;
+
+bool session_core::refuse_sharded(entry& e, const routing::route& r) {
+  const bool cluster = rt().cluster();
+  const std::string_view mode = cluster ? "cluster" : "slots";
+  // Whether it belongs to a transaction, as dispatch() decides it.
+  const bool in_tx = e.decided ? e.in_tx : (tx_open_ || e.ckind == command_kind::multi);
+  std::string error;
+  if (r.kind == routing::route_kind::refused) {
+    if (e.ckind == command_kind::replicate) {
+      error = cluster ? err::replication_cluster : err::replication_slots;
+    } else {
+      error = err::not_supported(routing::display_name(r.rule->name), mode, r.rule->note);
+    }
+  } else if (in_tx && r.kind == routing::route_kind::fanout &&
+             r.rule->has(routing::rule_server_state)) {
+    // The transaction runs on one backend: the rest would never see it.
+    error = err::fanout_in_multi(routing::display_name(r.rule->name), mode);
+  } else {
+    return false;
+  }
+  // As the server does with a command it refuses inside MULTI: EXEC will abort.
+  if (in_tx) tx_dirty_ = true;
+  answer_local(e, error);
+  return true;
+}
 
 bool session_core::dispatch_sharded(entry& e, const routing::arg_source& args,
                                     const policy::rule& ru, routing::route r) {
@@ -42,12 +68,22 @@ bool session_core::dispatch_sharded(entry& e, const routing::arg_source& args,
   } else if (r.kind == routing::route_kind::fanout) {
     if (policy::is_flush_kind(k) && !e.fence_passed) {
       const std::vector<size_t> all(primaries.begin(), primaries.end());
-      if (!start_flush(e, all, "flush_through_proxy")) return false;
+      const char* why = k == command_kind::swapdb ? "swapdb_through_proxy" : "flush_through_proxy";
+      if (!start_flush(e, all, why)) return false;
+    }
+    if (k == command_kind::reset) {
+      // What send() does for RESET on one backend: it ends WATCH wherever it was.
+      watch_active_ = false;
+      watch_lost_ = false;
+      watch_backend_ = -1;
     }
     e.merge = merges_.acquire();
     merge_state& m = merges_[e.merge];
-    m.reset(routing::merge_rule_for(k), static_cast<uint16_t>(shards));
+    m.reset(r.rule != nullptr ? r.rule->merge : merge_rule::none, static_cast<uint16_t>(shards));
     m.shards = static_cast<uint16_t>(shards);
+    // DEBUG RELOAD replaces each backend's dataset: its epoch moves as the part is sent.
+    m.reload = k == command_kind::debug && args.argc() >= 2 &&
+               policy::iequals_lower(args.arg(1), "reload");
     for (size_t i = 0; i < shards; ++i) {
       m.part_backend[i] = primaries[i];
       m.names.push_back(env_.view(primaries[i]).name);
@@ -167,6 +203,7 @@ bool session_core::send_parts(entry& e) {
       env_.count(t, counter::forwarded);
     }
     if (e.is_flush) env_.flush_sent(t);
+    if (m.reload) env_.bump_epoch(t, "debug_reload_through_proxy");
     l.inflight.push_back(inflight_item{e.seq, detail::item_part, p});
     m.state[p] = part_state::sent;
   }

@@ -1,5 +1,7 @@
 #include "routing/router.hpp"
 
+#include "policy/text.hpp"
+
 namespace respfence::routing {
 
 using policy::command_kind;
@@ -14,110 +16,81 @@ const char* to_string(route_kind k) {
       return "fanout";
     case route_kind::crossslot:
       return "crossslot";
+    case route_kind::refused:
+      return "refused";
   }
   return "?";
 }
 std::ostream& operator<<(std::ostream& os, route_kind k) { return os << to_string(k); }
-
-const char* to_string(merge_rule r) {
-  switch (r) {
-    case merge_rule::none:
-      return "none";
-    case merge_rule::mget:
-      return "mget";
-    case merge_rule::all_ok:
-      return "all_ok";
-    case merge_rule::sum:
-      return "sum";
-    case merge_rule::concat:
-      return "concat";
-    case merge_rule::scan:
-      return "scan";
-    case merge_rule::first_value:
-      return "first_value";
-    case merge_rule::ping:
-      return "ping";
-    case merge_rule::info:
-      return "info";
-  }
-  return "?";
-}
 
 merge_rule merge_rule_for(command_kind k) {
   switch (k) {
     case command_kind::mget:
       return merge_rule::mget;
     case command_kind::mset:
-    case command_kind::flushall:
-    case command_kind::flushdb:
-    case command_kind::select:
-    case command_kind::auth:
-    case command_kind::client_setname:
-    case command_kind::unwatch:
-    case command_kind::script_flush:
       return merge_rule::all_ok;
-    case command_kind::hello:
-    case command_kind::script_load:
-      return merge_rule::none;  // every backend answers the same: the first answer
     case command_kind::del:
     case command_kind::unlink:
     case command_kind::exists:
     case command_kind::touch:
-    case command_kind::dbsize:
       return merge_rule::sum;
-    case command_kind::keys:
-      return merge_rule::concat;
-    case command_kind::scan:
-      return merge_rule::scan;
-    case command_kind::randomkey:
-      return merge_rule::first_value;
-    case command_kind::ping:
-      return merge_rule::ping;
-    case command_kind::info:
-      return merge_rule::info;
     default:
       return merge_rule::none;
   }
 }
 
 namespace {
-bool is_fanout(command_kind k) {
-  switch (k) {
-    // Per-connection state goes to every backend, so that every link agrees.
-    case command_kind::select:
-    case command_kind::auth:
-    case command_kind::hello:
-    case command_kind::client_setname:
-    case command_kind::unwatch:
-    // Scripts must exist wherever EVALSHA may be routed.
-    case command_kind::script_load:
-    case command_kind::script_flush:
-    case command_kind::dbsize:
-    case command_kind::keys:
-    case command_kind::scan:
-    case command_kind::randomkey:
-    case command_kind::flushall:
-    case command_kind::flushdb:
-    case command_kind::ping:
-    case command_kind::info:
-      return true;
-    default:
-      return false;
+
+// SORT key BY pattern / GET pattern: the keys a pattern forms must be on the sorted key's
+// backend (slot, in cluster mode), as Redis Cluster requires (sort.c). "GET #" and
+// patterns without '*' look up no key.
+bool sort_patterns_local(const arg_source& a, bool cluster, const slot_map& map) {
+  if (a.argc() < 2) return true;
+  const uint16_t slot = key_slot(a.arg(1));
+  auto local = [&](std::string_view pat) {
+    if (pat.find('*') == std::string_view::npos) return true;
+    const int s = pattern_slot(pat);
+    if (s < 0) return false;
+    return cluster ? s == slot : map.owner(static_cast<uint16_t>(s)) == map.owner(slot);
+  };
+  for (size_t j = 2; j < a.argc(); ++j) {
+    const size_t left = a.argc() - j - 1;
+    const std::string_view w = a.arg(j);
+    if (policy::iequals_lower(w, "limit") && left >= 2) {
+      j += 2;
+    } else if (policy::iequals_lower(w, "store") && left >= 1) {
+      ++j;
+    } else if ((policy::iequals_lower(w, "by") || policy::iequals_lower(w, "get")) && left >= 1) {
+      if (!(policy::iequals_lower(w, "get") && a.arg(j + 1) == "#") && !local(a.arg(j + 1))) {
+        return false;
+      }
+      ++j;
+    }
   }
+  return true;
 }
-bool is_splittable(command_kind k) {
-  switch (k) {
-    case command_kind::mget:
-    case command_kind::mset:
-    case command_kind::del:
-    case command_kind::unlink:
-    case command_kind::exists:
-    case command_kind::touch:
-      return true;
-    default:
-      return false;
+
+// CLIENT TRACKING ON|OFF [REDIRECT id] [PREFIX p ...] [BCAST] [OPTIN] [OPTOUT] [NOLOOP]
+bool tracking_redirects(const arg_source& a) {
+  for (size_t i = 3; i < a.argc(); ++i) {
+    if (policy::iequals_lower(a.arg(i), "redirect")) return true;
+    if (policy::iequals_lower(a.arg(i), "prefix")) ++i;
   }
+  return false;
 }
+
+// CONFIG SET name value [name value ...]: a parameter each backend has for itself.
+bool config_sets_own(const arg_source& a) {
+  for (size_t i = 2; i < a.argc(); i += 2) {
+    const std::string_view n = a.arg(i);
+    if (policy::iequals_lower(n, "port") || policy::iequals_lower(n, "tls-port") ||
+        policy::iequals_lower(n, "dir")) {
+      return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
 std::shared_ptr<const router> router::single() { return std::make_shared<router>(); }
@@ -162,24 +135,60 @@ route router::decide(const policy::command_entry* cmd, const arg_source& args,
                      std::vector<size_t>& keys) const {
   keys.clear();
   if (!sharded_) return {};
-  // Unknown or keyless commands go to the first backend that owns slots.
-  if (cmd == nullptr) return {route_kind::backend, primaries_.front()};
-  if (is_fanout(cmd->kind)) return {route_kind::fanout, primaries_.front()};
-  // Arity errors and malformed key specs go to one backend, which answers them.
-  if (!cmd->arity_ok(args.argc()) || !key_positions(*cmd, args, keys) || keys.empty()) {
-    return {route_kind::backend, primaries_.front()};
+  const uint16_t front = primaries_.front();
+  // Unknown commands go to the first backend, whose server answers them.
+  if (cmd == nullptr) return {route_kind::backend, front, &unknown_class()};
+  const class_rule* cr = &class_of(*cmd);
+  if (cmd->kind == command_kind::debug && args.argc() >= 2) cr = &debug_class(args.arg(1));
+  // Arity errors go to one backend, which answers them.
+  if (!cmd->arity_ok(args.argc())) return {route_kind::backend, front, cr};
+  switch (cr->cls) {
+    case command_class::first:
+      return {route_kind::backend, front, cr};
+    case command_class::refused:
+      return {route_kind::refused, front, cr};
+    case command_class::fanout:
+      // REDIRECT names a client id of one backend; invalidations come from every one.
+      if (cmd->kind == command_kind::client_tracking && tracking_redirects(args)) {
+        return {route_kind::refused, front, &tracking_redirect_refusal()};
+      }
+      // Every backend on one port or in one directory: never what is meant.
+      if (cr->has(rule_checked) && cr->name == "config|set" && config_sets_own(args)) {
+        return {route_kind::refused, front, &config_own_refusal()};
+      }
+      return {route_kind::fanout, front, cr};
+    case command_class::keyed:
+    case command_class::split:
+      break;
+  }
+  if (cr->first_key > 0) {
+    // A DEBUG subcommand that names keys.
+    const long long argc = static_cast<long long>(args.argc());
+    const long long last = cr->last_key >= 0 ? cr->last_key : argc + cr->last_key;
+    for (long long i = cr->first_key; i <= last && i < argc; i += cr->key_step) {
+      keys.push_back(static_cast<size_t>(i));
+    }
+  } else if (!key_positions(*cmd, args, keys)) {
+    // A malformed key spec (a bad numkeys): one backend answers the syntax error.
+    keys.clear();
+    return {route_kind::backend, front, cr};
+  }
+  if (keys.empty()) return {route_kind::backend, front, cr};
+  if (cr->has(rule_checked) && !sort_patterns_local(args, cluster_, map_)) {
+    return {route_kind::refused, front, &sort_pattern_refusal(cmd->kind == command_kind::sort_ro)};
   }
   // Slots mode checks that keys share a backend. A cluster's nodes themselves refuse keys
   // of different slots, so there the keys must share a slot.
   const uint16_t slot0 = key_slot(args.arg(keys[0]));
-  const uint16_t first = map_.owner(slot0);
+  const uint16_t owner0 = map_.owner(slot0);
   for (size_t i = 1; i < keys.size(); ++i) {
     const uint16_t s = key_slot(args.arg(keys[i]));
-    if (cluster_ ? s != slot0 : map_.owner(s) != first) {
-      return {is_splittable(cmd->kind) ? route_kind::split : route_kind::crossslot, first};
+    if (cluster_ ? s != slot0 : map_.owner(s) != owner0) {
+      return {cr->cls == command_class::split ? route_kind::split : route_kind::crossslot, owner0,
+              cr};
     }
   }
-  return {route_kind::backend, first};
+  return {route_kind::backend, owner0, cr};
 }
 
 }  // namespace respfence::routing

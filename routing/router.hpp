@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "policy/command_table.hpp"
+#include "routing/command_class.hpp"
 #include "routing/keys.hpp"
 #include "routing/slots.hpp"
 
@@ -16,8 +17,9 @@ namespace respfence::routing {
 enum class route_kind : uint8_t {
   backend,    // one backend: `backend`
   split,      // keys on several backends, and a merge rule exists (MGET, MSET, DEL, ...)
-  fanout,     // every backend (DBSIZE, KEYS, SCAN, FLUSHALL, ...)
+  fanout,     // every backend (DBSIZE, KEYS, SCAN, FLUSHALL, CONFIG SET, ...)
   crossslot,  // keys on several backends and no way to merge: -CROSSSLOT
+  refused,    // not supported in this mode: the proxy answers an error naming it
 };
 const char* to_string(route_kind k);
 std::ostream& operator<<(std::ostream& os, route_kind k);
@@ -25,21 +27,12 @@ std::ostream& operator<<(std::ostream& os, route_kind k);
 struct route {
   route_kind kind = route_kind::backend;
   uint16_t backend = 0;
+  // The command's class (sharded modes): its merge rule, flags, and for a refusal the
+  // name and reason the error gives. Null in single mode.
+  const class_rule* rule = nullptr;
 };
 
-// How the replies of a split or fan-out command become one.
-enum class merge_rule : uint8_t {
-  none,
-  mget,        // values back in key order
-  all_ok,      // MSET, FLUSHALL, FLUSHDB, SELECT...: +OK if every part is +OK, else first error
-  sum,         // DEL, UNLINK, EXISTS, TOUCH, DBSIZE: integers added
-  concat,      // KEYS: arrays joined
-  scan,        // SCAN: cursor carries the shard
-  first_value, // RANDOMKEY: first non-null
-  ping,        // PING: +PONG when every part answers
-  info,        // INFO: per-backend sections
-};
-const char* to_string(merge_rule r);
+// The merge rule of a split command (MGET, MSET, DEL, ...), by kind.
 merge_rule merge_rule_for(policy::command_kind k);
 
 class router {
@@ -67,8 +60,10 @@ class router {
   bool is_replica(size_t b) const { return b < is_replica_.size() && is_replica_[b]; }
   bool replica_reads() const { return !replica_of_.empty(); }
 
-  // `cmd` may be null (unknown to the table): it goes to backend 0, where the server
-  // answers it. `keys` is scratch, left holding the key positions (slots mode).
+  // `cmd` may be null (unknown to the table): it goes to the first backend, where the
+  // server answers it. `keys` is scratch, left holding the key positions (slots mode).
+  // The class comes from routing/command_class.hpp; a few commands are decided by their
+  // arguments too (DEBUG by its subcommand, SORT's patterns, CLIENT TRACKING REDIRECT).
   route decide(const policy::command_entry* cmd, const arg_source& args,
                std::vector<size_t>& keys) const;
 

@@ -181,8 +181,9 @@ class Sharding(TestCase):
         self.assertEqual(conn.cmd("PING"), "PONG")
         self.assertEqual(conn.cmd("PING", "hi"), b"hi")
         info = conn.cmd("INFO", "server").decode()
-        self.assertEqual(info.count("# respfence backend"), 3)
-        self.assertEqual(info.count("redis_version:"), 3)
+        # One server's INFO, merged field by field.
+        self.assertEqual(info.count("# Server"), 1)
+        self.assertEqual(info.count("redis_version:"), 1)
 
     def test_one_loading_shard_holds_only_its_commands(self):
         servers, p = self.cluster(2, health="interval_ms = 200\nloading_interval_ms = 50")
@@ -231,6 +232,192 @@ class Sharding(TestCase):
         # The script exists on every shard, wherever its key routes it.
         self.assertEqual(c.evalsha(sha, 1, "foo"), b"foo")
         self.assertEqual(c.evalsha(sha, 1, "bar"), b"bar")
+
+
+class SlotsCommandClasses(TestCase):
+    """Issue 13: every command has a class in slots mode, so that the shards behave as one
+    server. Each of these fails on b9669e1, where the commands below reached only the
+    first shard (or the wrong one)."""
+
+    def cluster(self, n=3, **kw):
+        servers = [self.redis() for _ in range(n)]
+        extra = ['slots = "%d-%d"' % r for r in RANGES[n]]
+        return servers, self.proxy(servers, mode="slots", backend_extra=extra, **kw)
+
+    @staticmethod
+    def keys_on_every_shard(prefix, n=3, per_shard=5):
+        keys, count = [], [0] * n
+        i = 0
+        while min(count) < per_shard:
+            k = "%s%d" % (prefix, i)
+            i += 1
+            o = owner(k, n)
+            if count[o] < per_shard:
+                count[o] += 1
+                keys.append(k)
+        return keys
+
+    def test_function_load_then_fcall_on_every_shard(self):
+        servers, p = self.cluster()
+        conn = p.raw()
+        lib = "#!lua name=rflib\nredis.register_function('rfget', function(keys, args) " \
+              "return redis.call('GET', keys[1]) end)"
+        self.assertEqual(conn.cmd("FUNCTION", "LOAD", lib), b"rflib")
+        for s in servers:
+            self.assertEqual(s.raw().cmd("FUNCTION", "LIST")[0][1], b"rflib")
+        keys = self.keys_on_every_shard("f:")
+        for k in keys:
+            self.assertEqual(conn.cmd("SET", k, k), "OK")
+        for k in keys:
+            self.assertEqual(conn.cmd("FCALL", "rfget", "1", k), k.encode(), k)
+        # Loaded everywhere already: every shard refuses it, with the server's own error.
+        err = conn.cmd("FUNCTION", "LOAD", lib)
+        self.assertIsInstance(err, Error)
+        self.assertIn("already exists", err)
+        self.assertEqual(conn.cmd("FUNCTION", "DELETE", "rflib"), "OK")
+        for s in servers:
+            self.assertEqual(s.raw().cmd("FUNCTION", "LIST"), [])
+        self.assertEqual(conn.cmd("FUNCTION", "LOAD", lib), b"rflib")
+        dump = conn.cmd("FUNCTION", "DUMP")
+        self.assertEqual(conn.cmd("FUNCTION", "FLUSH"), "OK")
+        for k in keys:
+            self.assertIsInstance(conn.cmd("FCALL", "rfget", "1", k), Error)
+        self.assertEqual(conn.cmd("FUNCTION", "RESTORE", dump), "OK")
+        for k in keys:
+            self.assertEqual(conn.cmd("FCALL", "rfget", "1", k), k.encode(), k)
+
+    def test_swapdb_swaps_every_shard_under_the_flush_fence(self):
+        servers, p = self.cluster()
+        conn = p.raw()
+        keys = self.keys_on_every_shard("w:", per_shard=7)
+        for k in keys:
+            self.assertEqual(conn.cmd("SET", k, k), "OK")
+        before = [p.backend_status(i)["flush_epoch"] for i in range(3)]
+        self.assertEqual(conn.cmd("SWAPDB", "0", "1"), "OK")
+        # The epoch of every backend moved: SWAPDB is a flush for the fence.
+        self.assertEqual([p.backend_status(i)["flush_epoch"] for i in range(3)],
+                         [e + 1 for e in before])
+        self.assertEqual(conn.cmd("DBSIZE"), 0)
+        self.assertEqual(conn.cmd("SELECT", "1"), "OK")
+        self.assertEqual(conn.cmd("DBSIZE"), len(keys))
+        for k in keys:
+            self.assertEqual(conn.cmd("GET", k), k.encode(), k)
+        for s in servers:
+            self.assertEqual(s.client(db=0).dbsize(), 0)
+            self.assertGreater(s.client(db=1).dbsize(), 0)
+
+    def test_config_set_and_resetstat_reach_every_shard(self):
+        servers, p = self.cluster()
+        conn = p.raw()
+        self.assertEqual(conn.cmd("CONFIG", "SET", "hash-max-listpack-entries", "7",
+                                  "maxmemory-policy", "allkeys-lru"), "OK")
+        for s in servers:
+            c = s.raw()
+            self.assertEqual(c.cmd("CONFIG", "GET", "hash-max-listpack-entries"),
+                             [b"hash-max-listpack-entries", b"7"])
+            self.assertEqual(c.cmd("CONFIG", "GET", "maxmemory-policy"),
+                             [b"maxmemory-policy", b"allkeys-lru"])
+        # A bad value: the server's own error, and no shard changed.
+        self.assertIsInstance(conn.cmd("CONFIG", "SET", "maxmemory", "bla"), Error)
+        keys = self.keys_on_every_shard("c:")
+        for k in keys:
+            conn.cmd("GET", k)
+        for s in servers:
+            self.assertGreater(s.client().info("stats")["keyspace_misses"], 0)
+        self.assertEqual(conn.cmd("CONFIG", "RESETSTAT"), "OK")
+        for s in servers:
+            self.assertEqual(s.client().info("stats")["keyspace_misses"], 0)
+        # INFO merged field by field: the misses of every shard added.
+        for k in keys:
+            conn.cmd("GET", k)
+        info = conn.cmd("INFO", "stats").decode()
+        self.assertIn("\r\nkeyspace_misses:%d\r\n" % len(keys), info)
+
+    def test_refused_commands_name_themselves_and_the_mode(self):
+        servers, p = self.cluster()
+        conn = p.raw()
+        self.assertEqual(
+            conn.cmd("DEBUG", "POPULATE", "10"),
+            Error("ERR respfence: 'DEBUG POPULATE' is not supported with routing.mode = \"slots\" "
+                  "(it creates keys on one server whatever their slots)"))
+        self.assertEqual(
+            conn.cmd("REPLICAOF", "127.0.0.1", "1"),
+            Error("ERR respfence: 'REPLICAOF' is not supported with routing.mode = \"slots\" "
+                  "(each backend would copy the whole source: set up replicas on the backends)"))
+        for s in servers:
+            self.assertEqual(s.client().dbsize(), 0)
+            self.assertEqual(s.client().info("replication")["role"], "master")
+        # Inside MULTI, a command that changes every backend's state is refused, and EXEC
+        # aborts, as the server does with a command it refuses while queueing.
+        self.assertEqual(conn.cmd("MULTI"), "OK")
+        self.assertEqual(conn.cmd("SET", "foo", "1"), "QUEUED")
+        self.assertEqual(
+            conn.cmd("CONFIG", "SET", "maxmemory", "0"),
+            Error("ERR respfence: 'CONFIG SET' inside MULTI would reach one shard; send it "
+                  "outside MULTI with routing.mode = \"slots\""))
+        self.assertTrue(conn.cmd("EXEC").startswith("EXECABORT"))
+        self.assertIsNone(conn.cmd("GET", "foo"))
+        # CLIENT TRACKING with REDIRECT names a client of one backend.
+        self.assertIn("'CLIENT TRACKING REDIRECT' is not supported",
+                      conn.cmd("CLIENT", "TRACKING", "on", "REDIRECT", "1"))
+
+    def test_sort_by_pattern_refused_unless_on_the_keys_backend(self):
+        servers, p = self.cluster()
+        conn = p.raw()
+        ref = self.redis().raw()
+        for c in (conn, ref):
+            c.cmd("RPUSH", "{t}l", "1", "2", "3")
+            c.cmd("MSET", "{t}w_1", "3", "{t}w_2", "2", "{t}w_3", "1",
+                  "{t}o_1", "a", "{t}o_2", "b", "{t}o_3", "c")
+            c.cmd("RPUSH", "l", "1", "2", "3")
+        err = conn.cmd("SORT", "l", "BY", "w_*")
+        self.assertEqual(
+            err, Error("ERR respfence: 'SORT BY/GET' is not supported with routing.mode = "
+                       "\"slots\" (a pattern may name keys on other backends: give it the "
+                       "sorted key's {hashtag})"))
+        self.assertIsInstance(conn.cmd("SORT_RO", "l", "GET", "o_*"), Error)
+        self.assertEqual(conn.cmd("SORT", "l", "BY", "nosort", "GET", "#"),
+                         ref.cmd("SORT", "l", "BY", "nosort", "GET", "#"))
+        # With the sorted key's hashtag the pattern's keys are on its backend: allowed.
+        q = ("SORT", "{t}l", "BY", "{t}w_*", "GET", "#", "GET", "{t}o_*")
+        self.assertEqual(conn.cmd(*q), [b"3", b"c", b"2", b"b", b"1", b"a"])
+        self.assertEqual(conn.cmd(*q), ref.cmd(*q))
+
+    def test_debug_object_routed_by_key_and_digest_merged(self):
+        servers, p = self.cluster()
+        conn = p.raw()
+        self.assertEqual(conn.cmd("DEBUG", "DIGEST"), "0" * 40)
+        keys = self.keys_on_every_shard("d:")
+        for k in keys:
+            conn.cmd("RPUSH", k, "a", "b")
+        for k in keys:
+            r = conn.cmd("DEBUG", "OBJECT", k)
+            self.assertNotIsInstance(r, Error, k)
+            self.assertIn("encoding:quicklist", r)
+        digest = conn.cmd("DEBUG", "DIGEST")
+        self.assertNotEqual(digest, "0" * 40)
+        # DEBUG RELOAD reaches every shard (and moves each one's epoch); the data survives.
+        before = [p.backend_status(i)["flush_epoch"] for i in range(3)]
+        self.assertEqual(conn.cmd("DEBUG", "RELOAD"), "OK")
+        self.assertEqual([p.backend_status(i)["flush_epoch"] for i in range(3)],
+                         [e + 1 for e in before])
+        self.assertEqual(conn.cmd("DEBUG", "DIGEST"), digest)
+        self.assertEqual(conn.cmd("DEBUG", "SET-ACTIVE-EXPIRE", "0"), "OK")
+        self.assertEqual(conn.cmd("DEBUG", "SET-ACTIVE-EXPIRE", "1"), "OK")
+
+    def test_script_kill_reaches_the_busy_shard(self):
+        servers, p = self.cluster()
+        for s in servers:
+            s.client().config_set("busy-reply-threshold", 100)
+        k = next(k for k in self.keys_on_every_shard("b:", per_shard=1) if owner(k, 3) == 2)
+        busy = p.raw(timeout=30)
+        busy.send(encode("EVAL", "while true do end", "1", k))
+        time.sleep(0.5)
+        conn = p.raw()
+        self.assertEqual(conn.cmd("SCRIPT", "KILL"), "OK")
+        self.assertIsInstance(busy.reply(), Error)
+        self.assertEqual(conn.cmd("SCRIPT", "KILL"),
+                         Error("NOTBUSY No scripts in execution right now."))
 
 
 if __name__ == "__main__":
