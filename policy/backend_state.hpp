@@ -1,6 +1,6 @@
 #pragma once
-// A backend's state, changed in one place (SPEC §3), and the bookkeeping that decides
-// when its flush epoch moves (SPEC §5). Pure: the prober and the sessions feed events in,
+// A backend's state, changed in one place (design.md §4), and the bookkeeping that decides
+// when its flush epoch moves (design.md §7). Pure: the prober and the sessions feed events in,
 // the proxy broadcasts what comes out.
 
 #include <cstdint>
@@ -25,7 +25,7 @@ struct transition {
   backend_state from;
   backend_state to;
   bool changed() const { return from != to; }
-  // A loading phase ended with a dataset in place: a new generation (SPEC §5.3).
+  // A loading phase ended with a dataset in place: a new generation (design.md §7).
   bool loading_completed() const {
     return from == backend_state::loading && to == backend_state::ready;
   }

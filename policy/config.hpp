@@ -1,5 +1,5 @@
 #pragma once
-// The whole configuration (SPEC §2) as plain data. Every field has its default here, so
+// The whole configuration (design.md §3) as plain data. Every field has its default here, so
 // a config built by the CLI (--listen/--backend, no file) and one read from TOML agree.
 
 #include <cstdint>

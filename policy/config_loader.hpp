@@ -1,5 +1,5 @@
 #pragma once
-// Reads the TOML config (SPEC §2). Every error names file:line:column. This is the only
+// Reads the TOML config (design.md §3). Every error names file:line:column. This is the only
 // part of respfence that sees toml++.
 
 #include <string>

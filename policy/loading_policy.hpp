@@ -1,5 +1,5 @@
 #pragma once
-// The loading policy (SPEC §4): which commands are loading-safe, what to do with the
+// The loading policy (design.md §5): which commands are loading-safe, what to do with the
 // others while their backend is not ready, and the decision function that puts the two
 // together with the backend's state. Pure: no I/O.
 
@@ -48,7 +48,7 @@ struct policy_config {
   uint64_t queue_max_bytes = 268435456;
   bool ping_rewrite = true;
   bool learn_from_backend = true;
-  // The flush fence (SPEC §5). Off only to show, in tests, the torn reads it prevents.
+  // The flush fence (design.md §7). Off only to show, in tests, the torn reads it prevents.
   bool flush_fence = true;
   std::vector<command_override> commands;
 };

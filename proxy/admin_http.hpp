@@ -1,5 +1,5 @@
 #pragma once
-// The admin endpoint (SPEC §7): a small HTTP/1.1 server on the control thread.
+// The admin endpoint (design.md §11): a small HTTP/1.1 server on the control thread.
 //   GET /         the status page (proxy/status_page.hpp), for a browser
 //   GET /status   JSON      GET /metrics  Prometheus text
 //   GET /healthz  200 while the process serves

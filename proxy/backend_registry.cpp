@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "proxy/errors.hpp"
+#include "proxy/resp/errors.hpp"
 #include "proxy/log.hpp"
 
 namespace respfence::proxy {
@@ -54,7 +54,7 @@ void backend_registry::apply(size_t i, backend& b, policy::transition t, const c
                               {"to", policy::to_string(t.to)},
                               {"reason", why}});
   if (t.loading_completed()) {
-    // A loading phase ended: the dataset is a new generation (SPEC §5.3).
+    // A loading phase ended: the dataset is a new generation (design.md §7).
     const uint64_t e = b.epoch.fetch_add(1, std::memory_order_acq_rel) + 1;
     log::info("flush_epoch", {{"backend", b.cfg.name}, {"epoch", e}, {"reason", "loading_completed"}});
   }

@@ -1,6 +1,6 @@
 #pragma once
-// The one place where each backend's state changes (SPEC §3), and its flush epoch
-// (SPEC §5). Probers and sessions report events here, from any thread; every change is
+// The one place where each backend's state changes (design.md §4), and its flush epoch
+// (design.md §7). Probers and sessions report events here, from any thread; every change is
 // then pushed to the workers, which keep their own copy (backend_view) so that the
 // per-command path reads plain memory, never a lock or a shared atomic.
 

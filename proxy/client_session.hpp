@@ -17,7 +17,7 @@
 
 #include <asio.hpp>
 
-#include "proxy/session_core.hpp"
+#include "proxy/session/session_core.hpp"
 
 namespace respfence::proxy {
 

@@ -13,7 +13,7 @@
 #include <thread>
 #include <vector>
 
-#include "proxy/resp_value.hpp"
+#include "proxy/resp/resp_value.hpp"
 
 namespace respfence::proxy {
 

@@ -6,7 +6,7 @@
 
 #include <chrono>
 
-#include "proxy/reply_framer.hpp"
+#include "proxy/resp/reply_framer.hpp"
 
 namespace respfence::proxy {
 

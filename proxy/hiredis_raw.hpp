@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "proxy/resp_value.hpp"
+#include "proxy/resp/resp_value.hpp"
 
 struct redisContext;
 

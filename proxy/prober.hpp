@@ -1,5 +1,5 @@
 #pragma once
-// The health prober of one backend (SPEC §3): its own connection (hiredis), polling INFO
+// The health prober of one backend (design.md §4): its own connection (hiredis), polling INFO
 // at health.interval_ms while the backend is ready and at health.loading_interval_ms
 // otherwise, every probe under health.timeout_ms. At each new connection it also reads
 // the backend's COMMAND table (learn_from_backend).

@@ -12,7 +12,7 @@
 #include <asio.hpp>
 
 #include "proxy/backend_registry.hpp"
-#include "proxy/session_env.hpp"
+#include "proxy/session/session_env.hpp"
 
 namespace respfence::proxy {
 

@@ -1,6 +1,6 @@
 #pragma once
 // Slots mode (and cluster mode): the routing class of every command, so that several
-// servers behave as one (SPEC §6, README "Slots mode"). Pure: names in, classes out.
+// servers behave as one (design.md §10, README "Slots mode"). Pure: names in, classes out.
 //
 // Every command of the table has exactly one class. Commands with keys are `keyed` unless
 // listed; every keyless command is listed by name (tests/unit/test_routing.cpp checks

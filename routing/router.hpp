@@ -1,6 +1,6 @@
 #pragma once
 // Which backend(s) a command goes to. In `single` mode, always backend 0, with no key
-// work at all. In `slots` mode, by the hash slots of its keys (SPEC §6).
+// work at all. In `slots` mode, by the hash slots of its keys (design.md §10).
 
 #include <cstdint>
 #include <memory>

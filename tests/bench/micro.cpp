@@ -12,9 +12,9 @@
 #define REQUIRE(x) assert(x)
 #include "../unit/session_fixture.hpp"
 #include "policy/loading_policy.hpp"
-#include "proxy/reply_framer.hpp"
-#include "proxy/request_framer.hpp"
-#include "proxy/resp_writer.hpp"
+#include "proxy/resp/reply_framer.hpp"
+#include "proxy/resp/request_framer.hpp"
+#include "proxy/resp/resp_writer.hpp"
 
 using namespace respfence;
 

@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "proxy/reply_framer.hpp"
-#include "proxy/resp_value.hpp"
+#include "proxy/resp/reply_framer.hpp"
+#include "proxy/resp/resp_value.hpp"
 
 using namespace respfence::proxy;
 

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "proxy/request_framer.hpp"
+#include "proxy/resp/request_framer.hpp"
 
 using namespace respfence::proxy;
 

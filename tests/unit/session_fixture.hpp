@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "policy/loading_policy.hpp"
-#include "proxy/resp_writer.hpp"
-#include "proxy/session_core.hpp"
+#include "proxy/resp/resp_writer.hpp"
+#include "proxy/session/session_core.hpp"
 
 namespace respfence::test {
 

@@ -5,7 +5,7 @@
 #include <doctest/doctest.h>
 
 #include "proxy/cluster_topology.hpp"
-#include "proxy/errors.hpp"
+#include "proxy/resp/errors.hpp"
 #include "session_fixture.hpp"
 
 using namespace respfence;

@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "proxy/reply_framer.hpp"
-#include "proxy/resp_value.hpp"
-#include "proxy/resp_writer.hpp"
+#include "proxy/resp/reply_framer.hpp"
+#include "proxy/resp/resp_value.hpp"
+#include "proxy/resp/resp_writer.hpp"
 
 using namespace respfence::proxy;
 

@@ -297,7 +297,7 @@ TEST_CASE("review12: slots mode: a head reply is still read when later replies f
 TEST_CASE("review12: slots mode: a split command whose parts are all answered LOADING is retried whole") {
   // MGET a b during a restart of both shards, before the prober has seen it: both parts
   // are answered -LOADING, nothing ran after them, and the prober confirms loading on
-  // both. SPEC §4: such a command is retried, never surfaced. The first part's answer
+  // both. design.md §5: such a command is retried, never surfaced. The first part's answer
   // puts the command in `confirm`; the second part's, arriving while it is held, is
   // taken as the part's final answer, so the client gets -LOADING after the retry.
   session_fixture f(2, {}, routing::router::slots(routing::slot_map::even(2)));

@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "policy/command_table.hpp"
-#include "proxy/errors.hpp"
-#include "proxy/merge.hpp"
+#include "proxy/resp/errors.hpp"
+#include "proxy/session/merge.hpp"
 #include "routing/command_class.hpp"
 #include "routing/router.hpp"
 

@@ -4,9 +4,9 @@
 #include <algorithm>
 #include <cstring>
 
-#include "proxy/errors.hpp"
-#include "proxy/session_core.hpp"
-#include "proxy/session_internal.hpp"
+#include "proxy/resp/errors.hpp"
+#include "proxy/session/session_core.hpp"
+#include "proxy/session/session_internal.hpp"
 
 namespace respfence::proxy {
 

@@ -1,4 +1,4 @@
-// session_core: the flush fence (SPEC §5) and shutdown, seen from one session.
+// session_core: the flush fence (design.md §7) and shutdown, seen from one session.
 //
 // Any number of fences may be up at once, from any sessions on any threads. Each keeps
 // its own mark in every session: what that session accepted before the flush. Fences
@@ -12,9 +12,9 @@
 #include <algorithm>
 #include <cstring>
 
-#include "proxy/errors.hpp"
-#include "proxy/session_core.hpp"
-#include "proxy/session_internal.hpp"
+#include "proxy/resp/errors.hpp"
+#include "proxy/session/session_core.hpp"
+#include "proxy/session/session_internal.hpp"
 
 namespace respfence::proxy {
 

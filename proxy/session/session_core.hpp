@@ -23,12 +23,12 @@
 #include <vector>
 
 #include "policy/loading_policy.hpp"
-#include "proxy/merge.hpp"
-#include "proxy/reply_framer.hpp"
-#include "proxy/request_framer.hpp"
-#include "proxy/ring.hpp"
-#include "proxy/session_env.hpp"
-#include "proxy/slot_pool.hpp"
+#include "proxy/session/merge.hpp"
+#include "proxy/resp/reply_framer.hpp"
+#include "proxy/resp/request_framer.hpp"
+#include "proxy/session/ring.hpp"
+#include "proxy/session/session_env.hpp"
+#include "proxy/session/slot_pool.hpp"
 #include "routing/router.hpp"
 
 namespace respfence::proxy {
@@ -175,7 +175,7 @@ class session_core {
     uint64_t own_fence = 0;      // a flush: the fence it raised, until it is answered
   };
 
-  // A LOADING answer whose command may be sent again (SPEC §4): only once the prober has
+  // A LOADING answer whose command may be sent again (design.md §6): only once the prober has
   // confirmed that the backend loads, and only if nothing sent after it on the same
   // connection ran (a SELECT pipelined behind it would otherwise be reordered before it).
   struct retry_wait {
@@ -245,8 +245,8 @@ class session_core {
     bool watched = false;    // a WATCH was active at EXEC: it cannot be sent a second time
   };
 
-  // ---- requests and decisions (session_core.cpp; buffers in session_buffers.cpp,
-  //      the fence in session_fence.cpp) ----
+  // ---- requests and decisions (session/core.cpp; buffers in session/buffers.cpp,
+  //      the fence in session/fence.cpp) ----
   void parse_input();
   void accept_request(size_t off, size_t len, std::string_view view);
   // Decides an entry; false if it is (still) held.
@@ -273,7 +273,7 @@ class session_core {
   // too, as they would have.
   void end_watch(entry& e);
 
-  // ---- LOADING answers and retries (session_retry.cpp) ----
+  // ---- LOADING answers and retries (session/retry.cpp) ----
   void begin_wait(entry& e, size_t b, const inflight_item& it, std::string_view reply);
   void on_ran(size_t b);        // a command on link b ran: earlier LOADING answers stand
   void check_quiet(size_t b);
@@ -283,7 +283,7 @@ class session_core {
   void compact_input();
   size_t input_floor() const;
 
-  // ---- transactions (session_tx.cpp) ----
+  // ---- transactions (session/tx.cpp) ----
   // `ru` is the command's rule, as dispatch() looked it up.
   bool dispatch_tx(entry& e, const routing::arg_source& args, const policy::command_entry* cmd,
                    routing::route r, const policy::rule& ru);
@@ -294,7 +294,7 @@ class session_core {
   void free_tx(int32_t i);
   void reset_tx();
 
-  // ---- slots mode: split and fan-out (session_sharded.cpp) ----
+  // ---- slots mode: split and fan-out (session/sharded.cpp) ----
   bool dispatch_sharded(entry& e, const routing::arg_source& args, const policy::rule& ru,
                         routing::route r);
   // A refused command, or a fan-out that changes state on every backend inside MULTI:
@@ -305,7 +305,7 @@ class session_core {
   void retry_part(entry& e, uint16_t part, size_t b);
   void finish_merge(entry& e);
 
-  // ---- replies and output (session_replies.cpp; redirections in session_cluster.cpp) ----
+  // ---- replies and output (session/replies.cpp; redirections in session/cluster.cpp) ----
   void on_reply(size_t b, std::string_view reply, const reply_info& info);
   bool out_of_band(size_t b, std::string_view reply, const reply_info& info) const;
   void deliver(entry& e, std::string_view reply);
@@ -315,7 +315,7 @@ class session_core {
   // The link is gone: it forgets what it was to send and hands back what was in flight.
   ring<inflight_item> close_link_state(size_t b);
   // Calls f(entry, item) for each item of a client command still waiting (defined and
-  // used in session_replies.cpp).
+  // used in session/replies.cpp).
   template <typename F>
   void for_each_waiting(const ring<inflight_item>& items, F&& f);
   void after_completion();

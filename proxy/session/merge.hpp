@@ -1,6 +1,6 @@
 #pragma once
 // Merging the replies of a command split over several backends, or fanned out to all of
-// them (slots mode, SPEC §6). Pure: part replies in, one reply out.
+// them (slots mode, design.md §10). Pure: part replies in, one reply out.
 
 #include <cstdint>
 #include <string>

@@ -2,14 +2,14 @@
 // the server answers every part of it. When a command of the block would have to wait
 // (the backend loads, a flush fence is up, or the session is sharded), the proxy holds
 // the rest of the block itself, answers +QUEUED as the server would, and decides the
-// block as a whole at EXEC (SPEC §4): a loading server never sees half a transaction.
+// block as a whole at EXEC (design.md §5): a loading server never sees half a transaction.
 
 #include <algorithm>
 #include <climits>
 
-#include "proxy/errors.hpp"
-#include "proxy/session_core.hpp"
-#include "proxy/session_internal.hpp"
+#include "proxy/resp/errors.hpp"
+#include "proxy/session/session_core.hpp"
+#include "proxy/session/session_internal.hpp"
 
 namespace respfence::proxy {
 

@@ -1,17 +1,17 @@
-// session_core: requests in, decisions made (SPEC §4). The other parts of the class:
-// session_buffers.cpp (input buffer), session_replies.cpp (links, replies, output),
-// session_tx.cpp (MULTI/EXEC), session_sharded.cpp (split and fan-out),
-// session_fence.cpp (flush fence, shutdown), session_cluster.cpp (redirections).
+// session_core: requests in, decisions made (design.md §5). The other parts of the class:
+// session/buffers.cpp (input buffer), session/replies.cpp (links, replies, output),
+// session/tx.cpp (MULTI/EXEC), session/sharded.cpp (split and fan-out),
+// session/fence.cpp (flush fence, shutdown), session/cluster.cpp (redirections).
 
-#include "proxy/session_core.hpp"
+#include "proxy/session/session_core.hpp"
 
 #include <algorithm>
 #include <chrono>
 #include <cstring>
 
-#include "proxy/errors.hpp"
-#include "proxy/resp_writer.hpp"
-#include "proxy/session_internal.hpp"
+#include "proxy/resp/errors.hpp"
+#include "proxy/resp/resp_writer.hpp"
+#include "proxy/session/session_internal.hpp"
 
 namespace respfence::proxy {
 
@@ -508,7 +508,7 @@ void session_core::send(entry& e, size_t b, const routing::arg_source& args) {
   switch (k) {
     case command_kind::debug:
       // DEBUG RELOAD replaces the dataset with the RDB file's: a loading phase completes
-      // (SPEC 5.3), usually too fast for the prober to see. Like a flush, the epoch moves
+      // (design.md §7), usually too fast for the prober to see. Like a flush, the epoch moves
       // before the command goes.
       if (args.argc() >= 2 && policy::iequals_lower(args.arg(1), "reload") &&
           !links_[b].server_multi) {

@@ -12,7 +12,7 @@
 #include <string_view>
 #include <vector>
 
-#include "proxy/request_framer.hpp"
+#include "proxy/resp/request_framer.hpp"
 
 namespace respfence::proxy {
 

@@ -1,4 +1,4 @@
-#include "proxy/reply_framer.hpp"
+#include "proxy/resp/reply_framer.hpp"
 
 #include <cstring>
 

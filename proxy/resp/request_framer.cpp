@@ -1,9 +1,9 @@
-#include "proxy/request_framer.hpp"
+#include "proxy/resp/request_framer.hpp"
 
 #include <climits>
 #include <cstring>
 
-#include "proxy/errors.hpp"
+#include "proxy/resp/errors.hpp"
 
 namespace respfence::proxy {
 

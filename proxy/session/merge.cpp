@@ -1,4 +1,4 @@
-#include "proxy/merge.hpp"
+#include "proxy/session/merge.hpp"
 
 #include <algorithm>
 #include <array>
@@ -8,9 +8,9 @@
 #include <random>
 #include <unordered_map>
 
-#include "proxy/errors.hpp"
-#include "proxy/reply_framer.hpp"
-#include "proxy/resp_writer.hpp"
+#include "proxy/resp/errors.hpp"
+#include "proxy/resp/reply_framer.hpp"
+#include "proxy/resp/resp_writer.hpp"
 
 namespace respfence::proxy {
 

@@ -1,6 +1,6 @@
-#include "proxy/resp_value.hpp"
+#include "proxy/resp/resp_value.hpp"
 
-#include "proxy/request_framer.hpp"
+#include "proxy/resp/request_framer.hpp"
 
 namespace respfence::proxy {
 

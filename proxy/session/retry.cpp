@@ -1,4 +1,4 @@
-// session_core: LOADING answers, and when a command may be sent a second time (SPEC §4).
+// session_core: LOADING answers, and when a command may be sent a second time (design.md §6).
 //
 // A command is sent again only when the server said it did not run it, and nothing
 // after it on the same connection ran. So a LOADING answer (its error code is LOADING:
@@ -17,9 +17,9 @@
 
 #include <algorithm>
 
-#include "proxy/errors.hpp"
-#include "proxy/session_core.hpp"
-#include "proxy/session_internal.hpp"
+#include "proxy/resp/errors.hpp"
+#include "proxy/session/session_core.hpp"
+#include "proxy/session/session_internal.hpp"
 
 namespace respfence::proxy {
 

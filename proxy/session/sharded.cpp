@@ -1,14 +1,14 @@
 // session_core, slots mode: commands split over several backends (MGET, MSET, DEL, ...),
 // fanned out to all of them (DBSIZE, KEYS, FLUSHALL, SELECT, CONFIG SET, ...), walked one
 // shard at a time (SCAN), or refused (routing/command_class.hpp). A command waits only for
-// the backends it needs (SPEC §4, §6).
+// the backends it needs (design.md §5, §10).
 
 #include <algorithm>
 
-#include "proxy/errors.hpp"
-#include "proxy/resp_writer.hpp"
-#include "proxy/session_core.hpp"
-#include "proxy/session_internal.hpp"
+#include "proxy/resp/errors.hpp"
+#include "proxy/resp/resp_writer.hpp"
+#include "proxy/session/session_core.hpp"
+#include "proxy/session/session_internal.hpp"
 
 namespace respfence::proxy {
 

@@ -8,8 +8,8 @@
 
 #include <algorithm>
 
-#include "proxy/session_core.hpp"
-#include "proxy/session_internal.hpp"
+#include "proxy/session/session_core.hpp"
+#include "proxy/session/session_internal.hpp"
 
 namespace respfence::proxy {
 

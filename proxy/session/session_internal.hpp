@@ -6,9 +6,9 @@
 
 #include "policy/loading_policy.hpp"
 #include "policy/text.hpp"
-#include "proxy/errors.hpp"
-#include "proxy/request_framer.hpp"
-#include "proxy/resp_writer.hpp"
+#include "proxy/resp/errors.hpp"
+#include "proxy/resp/request_framer.hpp"
+#include "proxy/resp/resp_writer.hpp"
 #include "routing/keys.hpp"
 
 namespace respfence::proxy::detail {

@@ -1,4 +1,4 @@
-#include "proxy/errors.hpp"
+#include "proxy/resp/errors.hpp"
 
 namespace respfence::proxy::err {
 

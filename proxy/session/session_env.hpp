@@ -60,7 +60,7 @@ class session_env {
   // A connection to the backend could not be made.
   virtual void report_unreachable(size_t backend) = 0;
 
-  // The flush fence (SPEC §5). A session about to send a flush bumps the epochs, then
+  // The flush fence (design.md §7). A session about to send a flush bumps the epochs, then
   // asks for the barrier: every session on every thread marks what it has accepted so
   // far, holds what comes after, and reports when the earlier commands are answered.
   // The env then calls fence_ready() on the flushing session, which sends the flush and
