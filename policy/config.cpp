@@ -105,6 +105,16 @@ std::optional<log_level> parse_log_level(std::string_view s) {
   return std::nullopt;
 }
 
+const char* to_string(connection_model m) {
+  switch (m) {
+    case connection_model::shared:
+      return "shared";
+    case connection_model::dedicated:
+      return "dedicated";
+  }
+  return "?";
+}
+
 const char* to_string(routing_mode m) {
   switch (m) {
     case routing_mode::single:

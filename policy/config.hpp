@@ -34,10 +34,17 @@ enum class log_level : uint8_t { debug, info, warn, error };
 const char* to_string(log_level l);
 std::optional<log_level> parse_log_level(std::string_view s);
 
+// How clients reach a backend (docs/design.md §12): over a few connections per worker
+// that clients without connection state share, or each over its own.
+enum class connection_model : uint8_t { shared, dedicated };
+const char* to_string(connection_model m);
+
 struct server_config {
   std::string listen = "127.0.0.1:7379";
   std::string admin = "127.0.0.1:9379";  // "" disables the admin endpoint
   uint32_t threads = 0;                  // 0 = one per core
+  connection_model connections = connection_model::shared;
+  uint32_t shared_connections = 1;       // per worker, backend and connection state
   uint64_t client_output_limit = 8u << 20;  // per client: past this, stop forwarding its requests
   // Per client: unanswered request bytes read ahead while its output is over the limit
   // (redis's own query-buffer limit is 1 GB). Past it the client waits in its socket.

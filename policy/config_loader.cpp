@@ -214,6 +214,16 @@ class loader {
       } else if (k == "threads") {
         get_uint(v, s.threads, "server.threads");
         if (s.threads > 1024) fail(v.source(), "server.threads is out of range (0-1024)");
+      } else if (k == "connections") {
+        get_choice(v, s.connections, "server.connections",
+                   std::array<std::pair<std::string_view, connection_model>, 2>{
+                       {{"shared", connection_model::shared},
+                        {"dedicated", connection_model::dedicated}}});
+      } else if (k == "shared_connections") {
+        get_uint(v, s.shared_connections, "server.shared_connections", 1);
+        if (s.shared_connections > 64) {
+          fail(v.source(), "server.shared_connections is out of range (1-64)");
+        }
       } else if (k == "client_output_limit") {
         get_uint(v, s.client_output_limit, "server.client_output_limit", 1024);
       } else if (k == "client_input_window") {

@@ -2,30 +2,16 @@
 
 #include <span>
 
+#include "proxy/socket_util.hpp"
 #include "proxy/worker.hpp"
 
 namespace respfence::proxy {
 
-namespace {
-
-void tune(client_session::socket& s) {
-  asio::error_code ignored;
-  s.non_blocking(true, ignored);
-  // Unix sockets have no Nagle to turn off; the error is expected there.
-  s.set_option(asio::ip::tcp::no_delay(true), ignored);
-}
-
-bool would_block(const asio::error_code& ec) {
-  return ec == asio::error::would_block || ec == asio::error::try_again;
-}
-
-}  // namespace
-
 client_session::client_session(worker& w, socket s, session_core::limits lim,
-                               uint32_t connect_timeout_ms)
-    : w_(w), sock_(std::move(s)), core_(w, lim), connect_timeout_ms_(connect_timeout_ms) {
+                               uint32_t connect_timeout_ms, uint64_t id)
+    : w_(w), sock_(std::move(s)), core_(w, lim), connect_timeout_ms_(connect_timeout_ms), id_(id) {
   core_.set_user(this);
-  tune(sock_);
+  tune_socket(sock_);
 }
 
 client_session::~client_session() = default;
@@ -48,6 +34,7 @@ void client_session::pump() {
     // seen during this very pump); the shell follows on every pass.
     while (links_.size() < core_.link_count()) {
       links_.push_back(std::make_unique<link_io>(w_.io()));
+      submitted_.push_back(false);
       progress = true;
     }
     if (client_closed_) {
@@ -66,6 +53,16 @@ void client_session::pump() {
     }
     for (size_t b = 0; b < links_.size() && !closing_; ++b) {
       link_io& l = *links_[b];
+      if (core_.link_shared(b)) {
+        // Its bytes ride a shared connection: the worker's upstream writes them, with
+        // every other client's, once this turn of the event loop is done.
+        if (l.open) drop_link(b);  // unpinned: its own connection is not needed now
+        if (!submitted_[b] && core_.link_has_output(b)) {
+          submitted_[b] = true;
+          w_.shared().submit(this, b);
+        }
+        continue;
+      }
       if (!l.open) {
         if (!l.connecting && core_.link_needs_connect(b)) connect_link(b);
         continue;
@@ -115,7 +112,7 @@ void client_session::pump() {
     }
     for (size_t b = 0; b < links_.size(); ++b) {
       link_io& l = *links_[b];
-      if (!l.open || l.read_armed) continue;
+      if (!l.open || l.read_armed || core_.link_shared(b)) continue;
       if (!l.maybe_ready && core_.link_wants_read(b)) {
         arm_link_read(b);
       } else {
@@ -232,7 +229,8 @@ void client_session::connect_link(size_t b) {
       } else {
         lk.open = true;
         lk.maybe_ready = true;
-        tune(lk.sock);
+        w_.dedicated_opened(b);
+        tune_socket(lk.sock);
         core_.on_link_connected(b);
       }
       pump();
@@ -277,16 +275,7 @@ bool client_session::write_link_now(size_t b) {
     close_link(b, true);
     return true;
   }
-  while (n > 0) {
-    asio::const_buffer& front = l.bufs[l.first];
-    if (n >= front.size()) {
-      n -= front.size();
-      ++l.first;
-    } else {
-      front = asio::const_buffer(static_cast<const char*>(front.data()) + n, front.size() - n);
-      n = 0;
-    }
-  }
+  advance_buffers(l.bufs, l.first, n);
   if (l.first < l.bufs.size()) {
     arm_link_write(b);
     return true;
@@ -328,8 +317,24 @@ void client_session::arm_link_write(size_t b) {
   });
 }
 
+void client_session::drop_link(size_t b) {
+  // A link gone back to shared: its connection closes quietly (nothing is on it).
+  link_io& l = *links_[b];
+  l.open = false;
+  ++l.gen;
+  l.read_armed = false;
+  l.write_armed = false;
+  l.writing = false;
+  l.bufs.clear();
+  l.first = 0;
+  asio::error_code ignored;
+  l.sock.close(ignored);
+  w_.dedicated_closed(b);
+}
+
 void client_session::close_link(size_t b, bool was_open) {
   link_io& l = *links_[b];
+  if (l.open) w_.dedicated_closed(b);
   l.open = false;
   ++l.gen;
   l.read_armed = false;
@@ -368,9 +373,12 @@ void client_session::close() {
     core_.on_client_closed(true);  // the lingering flush was answered, or is let go now
   }
   closing_ = true;
-  for (auto& l : links_) {
-    l->timer.cancel();
-    l->sock.close(ignored);
+  for (size_t b = 0; b < links_.size(); ++b) {
+    link_io& l = *links_[b];
+    if (l.open) w_.dedicated_closed(b);
+    l.open = false;
+    l.timer.cancel();
+    l.sock.close(ignored);
   }
   ++ops_;
   op_done();

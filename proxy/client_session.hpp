@@ -27,7 +27,8 @@ class client_session {
  public:
   using socket = asio::generic::stream_protocol::socket;
 
-  client_session(worker& w, socket s, session_core::limits lim, uint32_t connect_timeout_ms);
+  client_session(worker& w, socket s, session_core::limits lim, uint32_t connect_timeout_ms,
+                 uint64_t id);
   ~client_session();
   client_session(const client_session&) = delete;
   client_session& operator=(const client_session&) = delete;
@@ -37,6 +38,16 @@ class client_session {
   void pump();
   session_core& core() { return core_; }
   size_t slot = 0;  // index in the worker's session list
+
+  // ---- for the worker's upstream (shared links) ----
+  uint64_t id() const { return id_; }
+  bool closing() const { return closing_; }
+  // The upstream holds this session's buffers in a batch: it is not freed meanwhile.
+  void hold_op() { ++ops_; }
+  void release_op() { op_done(); }
+  void shared_submitted(size_t b, bool v) {
+    if (b < submitted_.size()) submitted_[b] = v;
+  }
 
  private:
   struct link_io {
@@ -64,6 +75,7 @@ class client_session {
   void arm_link_write(size_t b);
   void connect_link(size_t b);
   void close_link(size_t b, bool was_open);
+  void drop_link(size_t b);
   void close();
   void op_done();
 
@@ -87,6 +99,8 @@ class client_session {
   bool pump_again_ = false;
   bool repump_posted_ = false;  // a pump cut short by its pass limit comes back by post
   int ops_ = 0;  // handlers still to run; the session is freed at zero once closing
+  uint64_t id_;
+  std::vector<bool> submitted_;  // shared link b's bytes are handed to the upstream
 };
 
 }  // namespace respfence::proxy

@@ -83,6 +83,10 @@ runtime::runtime(policy::config cfg)
     workers_.push_back(std::make_unique<worker>(*this, i));
     workers_.back()->set_output_limit(cfg_.server.client_output_limit);
     workers_.back()->set_input_window(cfg_.server.client_input_window);
+    // Cluster mode keeps dedicated connections: -MOVED/-ASK handling and replica links
+    // are per connection there.
+    workers_.back()->set_shared(cfg_.server.connections == policy::connection_model::shared &&
+                                cfg_.routing.mode != policy::routing_mode::cluster);
   }
 }
 

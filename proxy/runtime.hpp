@@ -52,11 +52,16 @@ class runtime {
                            const std::vector<size_t>& replicas);
   void refresh_topology();
   uint32_t connect_timeout_ms() const { return health_.timeout_ms.load(); }
+  size_t shared_connections() const { return cfg_.server.shared_connections; }
   void worker_idle(size_t i);
 
   // ---- admin endpoint (control thread) ----
   std::string status_json() const;
   std::string metrics_text() const;
+  // Sums over the workers (docs/design.md §12).
+  int64_t backend_connections(size_t b, bool shared) const;
+  int64_t pinned_clients() const;
+  uint64_t pins_total(size_t reason) const;
   bool all_ready(std::string& why) const;
   // Re-reads the config file; returns a one-line report. Applies what can apply live.
   std::string reload(bool* ok = nullptr);

@@ -89,6 +89,27 @@ bool runtime::all_ready(std::string& why) const {
   return true;
 }
 
+int64_t runtime::backend_connections(size_t b, bool shared) const {
+  int64_t n = 0;
+  for (const auto& w : workers_) {
+    const auto& v = shared ? w->stats().shared_conns : w->stats().dedicated_conns;
+    if (b < v.size()) n += v[b].load(std::memory_order_relaxed);
+  }
+  return n;
+}
+
+int64_t runtime::pinned_clients() const {
+  int64_t n = 0;
+  for (const auto& w : workers_) n += w->stats().pinned_clients.load(std::memory_order_relaxed);
+  return n;
+}
+
+uint64_t runtime::pins_total(size_t reason) const {
+  uint64_t n = 0;
+  for (const auto& w : workers_) n += w->stats().pins[reason].load(std::memory_order_relaxed);
+  return n;
+}
+
 std::string runtime::status_json() const {
   const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(
                           std::chrono::steady_clock::now() - started_)
@@ -123,9 +144,20 @@ std::string runtime::status_json() const {
       << ",\"loading_seconds_total\":" << number(s.loading_seconds_total)
       << ",\"run_id\":" << json_string(s.run_id) << ",\"last_error\":" << json_string(s.last_error)
       << ",\"retired\":" << (s.retired ? "true" : "false")
-      << ",\"cluster_state\":" << json_string(s.cluster_state) << "}";
+      << ",\"cluster_state\":" << json_string(s.cluster_state)
+      << ",\"connections\":{\"shared\":" << backend_connections(b, true)
+      << ",\"pinned\":" << backend_connections(b, false) << "}}";
   }
-  o << "]}\n";
+  // The model in effect: cluster mode keeps dedicated connections whatever the file says.
+  const bool shared = cfg_.server.connections == policy::connection_model::shared &&
+                      cfg_.routing.mode != policy::routing_mode::cluster;
+  o << "],\"connections\":" << json_string(shared ? "shared" : "dedicated")
+    << ",\"pinned_clients\":" << pinned_clients() << ",\"pins\":{";
+  for (size_t r = 0; r < static_cast<size_t>(pin_reason::count_); ++r) {
+    if (r > 0) o << ",";
+    o << json_string(to_string(static_cast<pin_reason>(r))) << ":" << pins_total(r);
+  }
+  o << "}}\n";
   return o.str();
 }
 
@@ -203,6 +235,24 @@ std::string runtime::metrics_text() const {
   o << "# HELP respfence_client_connections Client connections open now.\n"
     << "# TYPE respfence_client_connections gauge\n"
     << "respfence_client_connections " << clients << "\n";
+  o << "# HELP respfence_backend_connections Backend connections open now: shared by unpinned\n"
+    << "# clients, or pinned (a client's own).\n"
+    << "# TYPE respfence_backend_connections gauge\n";
+  for (size_t b = 0; b < st.size(); ++b) {
+    for (const bool shared : {true, false}) {
+      o << "respfence_backend_connections{backend=\"" << label(st[b].name) << "\",kind=\""
+        << (shared ? "shared" : "pinned") << "\"} " << backend_connections(b, shared) << "\n";
+    }
+  }
+  o << "# HELP respfence_pinned_clients Clients with a backend connection of their own now.\n"
+    << "# TYPE respfence_pinned_clients gauge\n"
+    << "respfence_pinned_clients " << pinned_clients() << "\n";
+  o << "# HELP respfence_pins_total Clients pinned to a connection of their own, by reason.\n"
+    << "# TYPE respfence_pins_total counter\n";
+  for (size_t r = 0; r < static_cast<size_t>(pin_reason::count_); ++r) {
+    o << "respfence_pins_total{reason=\"" << to_string(static_cast<pin_reason>(r)) << "\"} "
+      << pins_total(r) << "\n";
+  }
   return o.str();
 }
 

@@ -31,7 +31,8 @@ worker::worker(runtime& rt, size_t index)
       ticker_(io_),
       policy_(rt.current_policy()),
       router_(rt.router()),
-      stats_(backend_registry::max_backends) {
+      stats_(backend_registry::max_backends),
+      upstream_(*this, rt.shared_connections(), rt.connect_timeout_ms()) {
   for (size_t b = 0; b < rt.registry().size(); ++b) ensure_view(b);
 }
 
@@ -103,9 +104,17 @@ void worker::tick() {
     // About once a second, sessions that moved no bytes since the last sweep give their
     // buffers back: an idle connection then costs a few hundred bytes, not 16 KB+.
     if (++ticks_ % 100 == 0) {
+      int64_t pinned = 0;
       for (auto& s : sessions_) {
-        if (!s->core().touched_since(true)) s->core().release_buffers();
+        if (!s->core().touched_since(true)) {
+          s->core().release_buffers();
+          // A client quiet for a second, with no connection state left, gives its own
+          // backend connection back and shares again.
+          if (s->core().maybe_unpin()) s->pump();
+        }
+        if (s->core().pinned_links() > 0) ++pinned;
       }
+      stats_.pinned_clients.store(pinned, std::memory_order_relaxed);
     }
     tick();
   });
@@ -114,9 +123,11 @@ void worker::tick() {
 void worker::adopt(asio::generic::stream_protocol::socket s) {
   if (shutting_down_) return;
   session_core::limits lim;
+  lim.shared = limits_.shared;
   lim.client_output = limits_.client_output;
   lim.input_window = limits_.input_window;
-  auto sess = std::make_unique<client_session>(*this, std::move(s), lim, rt_.connect_timeout_ms());
+  auto sess = std::make_unique<client_session>(*this, std::move(s), lim, rt_.connect_timeout_ms(),
+                                               next_session_id_++);
   client_session* raw = sess.get();
   raw->slot = sessions_.size();
   // A fence already up holds everything this new client sends until it lowers.
@@ -128,6 +139,7 @@ void worker::adopt(asio::generic::stream_protocol::socket s) {
 
 void worker::remove(client_session* s) {
   unwatch(&s->core());
+  upstream_.forget(s);
   const size_t i = s->slot;
   if (i >= sessions_.size() || sessions_[i].get() != s) return;
   if (i + 1 != sessions_.size()) {

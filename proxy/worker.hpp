@@ -13,6 +13,7 @@
 
 #include "proxy/backend_registry.hpp"
 #include "proxy/session/session_env.hpp"
+#include "proxy/upstream/upstream.hpp"
 
 namespace respfence::proxy {
 
@@ -27,15 +28,25 @@ inline constexpr std::array<uint64_t, 16> k_latency_buckets_us{
 // Counters written by one worker thread and read by the admin endpoint. Each has one
 // writer, so an increment is a plain load and store, never a locked instruction.
 struct worker_stats {
-  explicit worker_stats(size_t max_backends) : commands(max_backends) {}
+  explicit worker_stats(size_t max_backends)
+      : commands(max_backends), shared_conns(max_backends), dedicated_conns(max_backends) {}
   std::vector<std::array<std::atomic<uint64_t>, static_cast<size_t>(counter::count_)>> commands;
   std::array<std::atomic<uint64_t>, k_latency_buckets_us.size() + 1> latency{};
   std::atomic<uint64_t> latency_sum_us{0};
   std::atomic<uint64_t> latency_count{0};
   std::atomic<int64_t> clients{0};
+  std::array<std::atomic<uint64_t>, static_cast<size_t>(pin_reason::count_)> pins{};
+  // Backend connections now, per backend: the upstream's shared ones, and the sessions'
+  // own (dedicated mode, or pinned clients).
+  std::vector<std::atomic<int64_t>> shared_conns;
+  std::vector<std::atomic<int64_t>> dedicated_conns;
+  std::atomic<int64_t> pinned_clients{0};
 };
 
 inline void bump(std::atomic<uint64_t>& c, uint64_t n = 1) {
+  c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+inline void bump_signed(std::atomic<int64_t>& c, int64_t n) {
   c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
 }
 
@@ -60,6 +71,7 @@ class worker final : public session_env {
   const asio::generic::stream_protocol::endpoint& endpoint(size_t b) const;
   void set_output_limit(size_t bytes) { limits_.client_output = bytes; }
   void set_input_window(size_t bytes) { limits_.input_window = bytes; }
+  void set_shared(bool shared) { limits_.shared = shared; }
   void fence_raise(uint64_t id, const std::vector<size_t>& backends, size_t origin);
   void fence_worker_drained(uint64_t id);
   void fence_lower(uint64_t id);
@@ -68,6 +80,11 @@ class worker final : public session_env {
   void stop();
 
   const worker_stats& stats() const { return stats_; }
+  upstream& shared() { return upstream_; }
+  void dedicated_opened(size_t b) { bump_signed(stats_.dedicated_conns[b], 1); }
+  void dedicated_closed(size_t b) { bump_signed(stats_.dedicated_conns[b], -1); }
+  void shared_opened(size_t b) { bump_signed(stats_.shared_conns[b], 1); }
+  void shared_closed(size_t b) { bump_signed(stats_.shared_conns[b], -1); }
 
   // ---- session_env ----
   const backend_view& view(size_t b) const override { return views_[b]; }
@@ -93,6 +110,7 @@ class worker final : public session_env {
     bump(stats_.commands[b][static_cast<size_t>(c)]);
   }
   void record_latency_us(uint64_t us) override;
+  void count_pin(pin_reason why) override { bump(stats_.pins[static_cast<size_t>(why)]); }
 
  private:
   struct fence_here {
@@ -130,9 +148,12 @@ class worker final : public session_env {
   std::vector<fence_here> fences_;
   std::vector<fence_origin> origins_;
   worker_stats stats_;
+  upstream upstream_;
+  uint64_t next_session_id_ = 0;
   bool shutting_down_ = false;
   unsigned ticks_ = 0;
   struct session_limits {
+    bool shared = false;
     size_t client_output = 8u << 20;
     size_t input_window = 64u << 20;
   } limits_;

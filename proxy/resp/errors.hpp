@@ -55,6 +55,10 @@ std::string unknown_command(std::string_view name, const std::string_view* args,
 std::string unknown_subcommand(std::string_view container, std::string_view sub);
 std::string wrong_arity(std::string_view fullname);
 
+// CLIENT SETNAME (networking.c validateClientName).
+inline constexpr std::string_view client_name_invalid =
+    "-ERR Client names cannot contain spaces, newlines or special characters.\r\n";
+
 // Cluster-style routing (cluster.c).
 inline constexpr std::string_view crossslot =
     "-CROSSSLOT Keys in request don't hash to the same slot\r\n";

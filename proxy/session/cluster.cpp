@@ -30,7 +30,7 @@ bool session_core::redirected(size_t b, const inflight_item& it, std::string_vie
     target = env_.backend_for(rd.target);
     if (rd.kind == err::redirect_kind::moved) env_.topology_changed();
     if (target == SIZE_MAX) return false;
-    if (links_.size() <= target) links_.resize(target + 1);
+    if (links_.size() <= target) grow_links(target + 1);
   }
   link& l = links_[b];
   if (it.what == detail::item_swallow) {

@@ -67,6 +67,8 @@ const char* to_string(hold_reason r) {
       return "retry";
     case hold_reason::confirm:
       return "confirm";
+    case hold_reason::drain:
+      return "drain";
   }
   return "?";
 }
@@ -130,7 +132,15 @@ using detail::framed_args;
 using detail::is_subscribe_kind;
 
 session_core::session_core(session_env& env, limits lim) : env_(env), lim_(lim) {
-  links_.resize(rt().backends());
+  grow_links(rt().backends());
+}
+
+void session_core::grow_links(size_t n) {
+  const size_t old = links_.size();
+  if (n <= old) return;
+  links_.resize(n);
+  // A replica's connections say READONLY first: they are never shared.
+  for (size_t b = old; b < n; ++b) links_[b].shared = lim_.shared && !rt().is_replica(b);
 }
 
 session_core::~session_core() { on_client_closed(); }
@@ -212,7 +222,9 @@ void session_core::accept_request(size_t off, size_t len, std::string_view view)
     // Nothing after QUIT is read, as with the server.
     stop_input_ = true;
   }
-  if (held_ > 0) {
+  // Shared mode: past inflight_cap() requests in flight, or behind a SELECT/AUTH/HELLO/RESET
+  // whose answer decides the connection key, a request waits.
+  if (held_ > 0 || key_wait_seq_ != UINT64_MAX || (lim_.shared && pipe_.size() > inflight_cap())) {
     hold(e, hold_reason::order);
     return;
   }
@@ -233,7 +245,8 @@ bool session_core::dispatch(entry& e, const routing::arg_source& args) {
     close_when_done_ = true;
     // Direct, the server has dropped the connection by the time the client reads +OK (a
     // test of CLIENT TRACKING's redirection relies on it): send QUIT on the open link.
-    if (!rt().sharded() && !links_.empty() && links_[0].state == link::conn::open) {
+    if (!rt().sharded() && !links_.empty() && !links_[0].shared &&
+        links_[0].state == link::conn::open) {
       send(e, 0, args);
       return true;
     }
@@ -252,7 +265,7 @@ bool session_core::dispatch(entry& e, const routing::arg_source& args) {
   e.timeout_ms = ru.timeout_ms;
 
   const routing::router& router = rt();
-  if (links_.size() < router.backends()) links_.resize(router.backends());
+  if (links_.size() < router.backends()) grow_links(router.backends());
   const routing::route r = router.decide(cmd, args, keys_);
   if (r.kind == routing::route_kind::crossslot) {
     answer_local(e, err::crossslot);
@@ -285,6 +298,10 @@ bool session_core::dispatch(entry& e, const routing::arg_source& args) {
     e.in_tx = tx_open_ || k == command_kind::multi;
   }
   if (e.in_tx) return dispatch_tx(e, args, cmd, r, ru);
+  if (lim_.shared) {
+    if (!shared_prepare(e, cmd, args, b, r.kind == routing::route_kind::fanout)) return false;
+    if (links_[b].shared && answer_client_name(e, args)) return true;
+  }
   if (k == command_kind::watch) watch_backend_ = static_cast<int32_t>(b);
   if (k == command_kind::unwatch || k == command_kind::exec || k == command_kind::discard) {
     watch_backend_ = -1;
@@ -399,14 +416,20 @@ void session_core::resume() {
   if (client_gone_) return;  // nothing more is sent for a client that left
   settle_waits();
   waits_changed_ = false;
-  for (size_t i = 0; i < pipe_.size() && held_ > 0; ++i) {
-    entry& e = pipe_[i];
+  // By number, not by index: a command answered here at the head leaves the pipeline,
+  // and an index would then skip the one after it (which would run after its successor:
+  // a SET after MULTI sent after the EXEC, outside the transaction).
+  for (uint64_t s = head_seq_; s < head_seq_ + pipe_.size() && held_ > 0; ++s) {
+    entry& e = at(s);
     if (e.state != entry_state::held) continue;
     // A flush waits for its fence; what came after it waits for the flush.
     if (e.hold == hold_reason::flush) break;
     if (e.hold == hold_reason::barrier && e.seq != head_seq_) break;
     if (e.hold == hold_reason::retry) break;  // tick() releases it when it is due
     if (e.hold == hold_reason::confirm) break;  // settle_waits() decides it
+    if (e.hold == hold_reason::drain && (e.seq != head_seq_ || !links_quiet())) break;
+    if (key_wait_seq_ != UINT64_MAX && e.seq > key_wait_seq_) break;
+    if (lim_.shared && (e.seq - head_seq_ >= inflight_cap() || output_over_limit())) break;
     --held_;
     e.hold = hold_reason::none;
     release_admission(e);
@@ -447,8 +470,8 @@ void session_core::tick(int64_t now_ms) {
     return;
   }
   bool expired = !waits_.empty();  // their deadlines pass here
-  for (size_t i = 0; i < pipe_.size(); ++i) {
-    entry& e = pipe_[i];
+  for (uint64_t s = head_seq_; s < head_seq_ + pipe_.size(); ++s) {  // by number: see resume()
+    entry& e = at(s);
     if (e.state == entry_state::held && e.hold == hold_reason::retry && e.deadline <= now_ms) {
       e.hold = hold_reason::order;  // due: decided again, in its turn
       expired = true;
@@ -556,7 +579,18 @@ void session_core::send(entry& e, size_t b, const routing::arg_source& args) {
     e.asking = false;
   }
   e.force_backend = -1;
-  append_in(l, e.req_off, e.req_len);
+  std::vector<std::string_view> kept;
+  if (l.shared && k == command_kind::hello && detail::hello_without_setname(args, kept)) {
+    // A shared connection must not take a client's name: HELLO goes without SETNAME,
+    // and the name is the proxy's to keep (record_state).
+    const size_t start = l.gen.size();
+    auto w = write_to(l.gen);
+    w.array(static_cast<int64_t>(kept.size()));
+    for (std::string_view a : kept) w.bulk(a);
+    l.out.push_back(seg{true, start, l.gen.size() - start});
+  } else {
+    append_in(l, e.req_off, e.req_len);
+  }
   e.state = entry_state::sent;
   e.backend = static_cast<uint16_t>(b);
   e.kind = kind;
@@ -572,7 +606,7 @@ void session_core::send(entry& e, size_t b, const routing::arg_source& args) {
     answer_local(e, {});
     return;
   }
-  l.inflight.push_back(inflight_item{e.seq, detail::item_reply, 0});
+  push_item(l, inflight_item{e.seq, detail::item_reply, 0});
 }
 
 void session_core::send_rewritten_ping(entry& e, size_t b, const routing::arg_source& args) {
@@ -585,7 +619,7 @@ void session_core::send_rewritten_ping(entry& e, size_t b, const routing::arg_so
   e.backend = static_cast<uint16_t>(b);
   e.kind = args.argc() >= 2 ? reply_kind::pass : reply_kind::ping_bare;
   e.retry = true;
-  l.inflight.push_back(inflight_item{e.seq, detail::item_reply, 0});
+  push_item(l, inflight_item{e.seq, detail::item_reply, 0});
 }
 
 void session_core::send_gen(size_t b, std::string_view bytes, uint8_t what, uint64_t seq) {
@@ -593,7 +627,7 @@ void session_core::send_gen(size_t b, std::string_view bytes, uint8_t what, uint
   const size_t start = l.gen.size();
   l.gen.append(bytes);
   l.out.push_back(seg{true, start, bytes.size()});
-  l.inflight.push_back(inflight_item{seq, what, 0});
+  push_item(l, inflight_item{seq, what, 0});
 }
 
 void session_core::append_in(link& l, size_t off, size_t len) {

@@ -151,8 +151,8 @@ void session_core::begin_shutdown() {
   stop_input_ = true;
   close_when_done_ = true;
   // Held commands would wait for a backend that may take minutes: answer them now.
-  for (size_t i = 0; i < pipe_.size(); ++i) {
-    entry& e = pipe_[i];
+  for (uint64_t s = head_seq_; s < head_seq_ + pipe_.size(); ++s) {  // by number: see resume()
+    entry& e = at(s);
     if (e.state != entry_state::held) continue;
     --held_;
     if (e.hold == hold_reason::confirm) forget_waits(e.seq);

@@ -45,7 +45,8 @@ void release_if_big(Buffer& b) {
 
 bool session_core::link_needs_connect(size_t b) const {
   const link& l = links_[b];
-  return l.state == link::conn::closed && (!l.out.empty() || !l.inflight.empty());
+  // A shared link has no connection of its own: the upstream opens the shared one.
+  return !l.shared && l.state == link::conn::closed && (!l.out.empty() || !l.inflight.empty());
 }
 
 bool session_core::link_wanted(size_t b) const { return links_[b].wanted; }
@@ -170,7 +171,7 @@ void session_core::fail_link(size_t b, std::string_view why) {
 
 bool session_core::link_has_output(size_t b) const {
   const link& l = links_[b];
-  return l.state == link::conn::open && !l.out.empty() && l.writing.empty();
+  return (l.shared || l.state == link::conn::open) && !l.out.empty() && l.writing.empty();
 }
 
 const std::vector<out_span>& session_core::take_link_output(size_t b) {
@@ -220,7 +221,9 @@ bool session_core::link_wants_read(size_t b) const {
          l.inflight.front().seq == head_seq_;
 }
 
-bool session_core::link_open(size_t b) const { return links_[b].state == link::conn::open; }
+bool session_core::link_open(size_t b) const {
+  return links_[b].shared || links_[b].state == link::conn::open;
+}
 
 std::pair<char*, size_t> session_core::link_read_buffer(size_t b) {
   link& l = links_[b];
@@ -437,17 +440,36 @@ void session_core::record_state(const entry& e, std::string_view reply) {
     case command_kind::auth:
       replay_auth_.clear();
       detail::encode_args(replay_auth_, a);
+      auth_key_ = replay_auth_;
       break;
     case command_kind::hello:
       replay_hello_.clear();
       detail::encode_args(replay_hello_, a);
       if (a.argc() >= 2) resp3_ = a.arg(1) == "3";
+      for (size_t i = 2; i < a.argc(); ++i) {
+        if (policy::iequals_lower(a.arg(i), "auth") && i + 2 < a.argc()) {
+          auth_key_.clear();
+          write_to(auth_key_).array(3).bulk("AUTH").bulk(a.arg(i + 1)).bulk(a.arg(i + 2));
+          i += 2;
+        } else if (policy::iequals_lower(a.arg(i), "setname") && i + 1 < a.argc()) {
+          client_name_.assign(a.arg(i + 1));
+          has_name_ = !client_name_.empty();
+          ++i;
+        }
+      }
       break;
     case command_kind::client_setname:
       replay_setname_.clear();
       detail::encode_args(replay_setname_, a);
+      if (a.argc() == 3) {
+        client_name_.assign(a.arg(2));
+        has_name_ = !client_name_.empty();
+      }
       break;
     case command_kind::reset:
+      auth_key_.clear();
+      client_name_.clear();
+      has_name_ = false;
       replay_auth_.clear();
       replay_hello_.clear();
       replay_select_.clear();
@@ -469,11 +491,15 @@ void session_core::record_state(const entry& e, std::string_view reply) {
     default:
       break;
   }
+  update_key();
 }
 
 // ---------------------------------------------------------------- output in order
 
 void session_core::deliver(entry& e, std::string_view reply) {
+  if (lim_.shared && e.kind != reply_kind::local) {
+    reply_avg_ = reply_avg_ == 0 ? reply.size() : (reply_avg_ * 7 + reply.size()) / 8;
+  }
   if (e.seq == head_seq_) {
     out_.append(reply);
     complete(e);
@@ -509,6 +535,12 @@ void session_core::complete(entry& e) {
     e.own_fence = 0;
     env_.flush_done(id);
   }
+  if (e.seq == key_wait_seq_) {
+    // The connection key is decided (record_state has seen a success): what waited goes.
+    key_wait_seq_ = UINT64_MAX;
+    key_target_set_ = false;
+    waits_changed_ = true;
+  }
 }
 
 void session_core::flush_head() {
@@ -525,11 +557,34 @@ void session_core::flush_head() {
 }
 
 void session_core::after_completion() {
-  // A command that must be the oldest unanswered one (pub/sub in slots mode) goes now.
-  if (held_ > 0 && !pipe_.empty() && pipe_.front().state == entry_state::held &&
-      pipe_.front().hold == hold_reason::barrier) {
-    resume();
-    return;
+  // A command that must be the oldest unanswered one (pub/sub in slots mode, replication),
+  // that waited for its shared connection to drain, or that waited behind a connection-key
+  // change now answered: it goes now.
+  if (held_ > 0 && !pipe_.empty() && pipe_.front().state == entry_state::held) {
+    const hold_reason h = pipe_.front().hold;
+    // Only when resume() can release it: resume() ends here again, so a front it must
+    // leave held (an output over its limit, a connection-key change still unanswered)
+    // would otherwise loop for ever.
+    const bool blocked = (lim_.shared && output_over_limit()) ||
+                         (key_wait_seq_ != UINT64_MAX && pipe_.front().seq > key_wait_seq_);
+    if (!blocked && (h == hold_reason::barrier || (lim_.shared && h == hold_reason::order) ||
+                     (h == hold_reason::drain && links_quiet()))) {
+      resume();
+      return;
+    }
+  } else if (lim_.shared && held_ > 0 && !output_over_limit() && key_wait_seq_ == UINT64_MAX) {
+    // Commands held past the in-flight cap go once half of those in flight are answered:
+    // the shared connection gets them in batches, not one per reply, and never runs dry.
+    const size_t half = std::min(pipe_.size(), inflight_cap() / 2);
+    for (size_t i = 0; i < half; ++i) {
+      const entry& e = pipe_[i];
+      if (e.state != entry_state::held) continue;
+      if (e.hold == hold_reason::order) {
+        resume();
+        return;
+      }
+      break;
+    }
   }
   check_fence_drained();
   // Everything answered: the input buffer starts over at 0, with no copying.
@@ -562,6 +617,9 @@ void session_core::client_output_done() {
   writing_.clear();
   release_if_big(writing_);
   if (out_.empty()) release_if_big(out_);
+  if (output_over_limit()) return;
+  // Shared links: requests held back while the output was over its limit go now.
+  if (lim_.shared && held_ > 0) resume();
   // Requests read while the output was over its limit are decided now.
   if (parse_pos_ < in_len_ && !output_over_limit()) parse_input();
 }

@@ -24,6 +24,7 @@
 
 #include "policy/loading_policy.hpp"
 #include "proxy/session/merge.hpp"
+#include "proxy/session/pool_key.hpp"
 #include "proxy/resp/reply_framer.hpp"
 #include "proxy/resp/request_framer.hpp"
 #include "proxy/session/ring.hpp"
@@ -55,7 +56,9 @@ const char* to_string(reply_kind k);
 
 // Why a command waits in the proxy. `confirm`: the server answered LOADING, and whether
 // it is sent again waits for the prober's verdict and for what ran after it on its link.
-enum class hold_reason : uint8_t { none, order, loading, fence, flush, barrier, retry, confirm };
+// `drain`: shared mode, the command waits until this client's commands on its shared
+// connection are answered (it pins the link, or changes its connection key).
+enum class hold_reason : uint8_t { none, order, loading, fence, flush, barrier, retry, confirm, drain };
 const char* to_string(hold_reason r);
 
 class session_core {
@@ -66,6 +69,13 @@ class session_core {
     // this much unanswered input, so that a client that writes a whole pipeline before
     // it reads its replies never deadlocks below it.
     size_t input_window = 64u << 20;
+    // Shared backend connections (docs/design.md §12): links start shared, and a link
+    // gets a connection of its own (is pinned) from the first command whose effect lives
+    // in the connection.
+    bool shared = false;
+    // Shared mode: requests in flight per client, past which its next requests wait (a
+    // shared connection is never stopped for one client, so this bounds its replies).
+    size_t max_inflight = 4096;
   };
 
   session_core(session_env& env, limits lim);
@@ -109,6 +119,21 @@ class session_core {
   void on_link_data(size_t b, size_t n);
   bool link_wanted(size_t b) const;  // the shell should keep this link open
   bool link_open(size_t b) const;
+
+  // ---- shared links (docs/design.md §12): the worker's upstream carries their bytes ----
+  bool link_shared(size_t b) const { return b < links_.size() && links_[b].shared; }
+  // The connection state its bytes need: the key after a SELECT/AUTH/HELLO/RESET that is
+  // on its way, else the current one.
+  const pool_key& link_key() const { return key_target_set_ ? key_target_ : key_; }
+  // After take_link_output(b): how many replies the bytes taken will bring.
+  size_t take_link_items(size_t b);
+  // Replies, in order, for this session's items on the shared connection of link b.
+  void on_link_reply(size_t b, std::string_view reply, const reply_info& info);
+  void after_link_replies(size_t b);
+  // Links idle and free of connection state go back to shared; true if one did (the
+  // shell then closes its socket).
+  bool maybe_unpin();
+  size_t pinned_links() const;
 
   // ---- from the worker ----
   void resume();              // a backend's state changed, or a fence lifted
@@ -224,6 +249,8 @@ class session_core {
     size_t rend = 0;
     size_t read_at = 0;  // as read_at_, for this link's read buffer
     uint64_t silent_seq = 0;  // the last command sent here that answers nothing (CLIENT REPLY), +1
+    bool shared = false;      // its bytes ride a shared connection of the worker's upstream
+    uint32_t untaken = 0;     // items pushed since the upstream last took this link's bytes
     reply_framer framer;
     bool server_multi = false;  // the server connection is inside MULTI
   };
@@ -264,6 +291,20 @@ class session_core {
   bool fence_drained(const fence_mark& f) const;
   bool own_flush_on_wire() const;
   void answer_null_exec(entry& e);
+  void push_item(link& l, inflight_item it);
+  // Shared mode: a command that needs a connection of its own, or that changes the
+  // connection's key, first waits for this client's commands in flight on the shared
+  // connection; false while it waits. `pin_all` pins every link (a fan-out).
+  bool shared_prepare(entry& e, const policy::command_entry* cmd, const routing::arg_source& args,
+                      size_t b, bool pin_all);
+  bool answer_client_name(entry& e, const routing::arg_source& args);
+  bool links_quiet() const;
+  // Shared mode: how many requests may be in flight. A shared connection is never stopped
+  // for one client that does not read, so its replies in flight are bounded instead: by
+  // its output limit over the size its replies have had (at first, 16).
+  size_t inflight_cap() const;
+  void grow_links(size_t n);
+  void update_key();
   // SYNC/PSYNC: from this request on, the client's connection is a byte tunnel to the
   // backend's (the RDB payload and the command stream are not RESP replies).
   void start_tunnel(entry& e, size_t b);
@@ -364,9 +405,20 @@ class session_core {
   std::string stash_;    // replies that came back before their turn
   size_t stash_live_ = 0;
   size_t stash_bytes_ = 0;  // of those, the bytes not yet sent on (what counts for the limit)
+  size_t reply_avg_ = 0;    // shared mode: its replies' size, a moving average (0: none yet)
 
   slot_pool<merge_state> merges_;
   slot_pool<tx_block> txs_;
+
+  // Shared mode: this client's connection key, and the one a SELECT/AUTH/HELLO/RESET on
+  // its way will give it; commands after that one wait for its answer (key_wait_seq_).
+  pool_key key_;
+  pool_key key_target_;
+  bool key_target_set_ = false;
+  uint64_t key_wait_seq_ = UINT64_MAX;
+  std::string auth_key_;     // the AUTH (or HELLO's AUTH) that succeeded, as AUTH
+  std::string client_name_;  // CLIENT SETNAME, answered by the proxy in shared mode
+  bool has_name_ = false;
 
   // Per-connection state, replayed on every new backend connection.
   std::string replay_auth_;

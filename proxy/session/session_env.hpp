@@ -12,6 +12,7 @@
 
 #include "policy/backend_state.hpp"
 #include "policy/loading_policy.hpp"
+#include "proxy/session/pool_key.hpp"
 #include "routing/router.hpp"
 
 namespace respfence::proxy {
@@ -76,6 +77,8 @@ class session_env {
   virtual bool fence_enabled() const = 0;
 
   virtual void count(size_t backend, counter c) = 0;
+  // Shared mode: a client got a backend connection of its own.
+  virtual void count_pin(pin_reason why) = 0;
   virtual void record_latency_us(uint64_t us) = 0;
 };
 

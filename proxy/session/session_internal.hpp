@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string_view>
+#include <vector>
 
 #include "policy/loading_policy.hpp"
 #include "policy/text.hpp"
@@ -51,6 +52,21 @@ class framed_args final : public routing::arg_source {
   const request_framer& f_;
   std::string_view buf_;
 };
+
+// HELLO's arguments without its SETNAME option; false if it has none.
+inline bool hello_without_setname(const routing::arg_source& a, std::vector<std::string_view>& out) {
+  out.clear();
+  bool found = false;
+  for (size_t i = 0; i < a.argc(); ++i) {
+    if (i >= 2 && policy::iequals_lower(a.arg(i), "setname") && i + 1 < a.argc()) {
+      found = true;
+      ++i;
+      continue;
+    }
+    out.push_back(a.arg(i));
+  }
+  return found;
+}
 
 // A request's arguments re-encoded as multibulk (an inline request cannot be replayed or
 // split as it is).

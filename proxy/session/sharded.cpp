@@ -204,7 +204,7 @@ bool session_core::send_parts(entry& e) {
     }
     if (e.is_flush) env_.flush_sent(t);
     if (m.reload) env_.bump_epoch(t, "debug_reload_through_proxy");
-    l.inflight.push_back(inflight_item{e.seq, detail::item_part, p});
+    push_item(l, inflight_item{e.seq, detail::item_part, p});
     m.state[p] = part_state::sent;
   }
   e.state = entry_state::sent;

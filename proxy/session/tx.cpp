@@ -91,7 +91,11 @@ bool session_core::dispatch_tx(entry& e, const routing::arg_source& args,
     tx_aborted_ = false;
     const backend_view& v = env_.view(b);
     // A lost WATCH: the proxy holds the block, and its EXEC answers a null array.
-    if (rt().sharded() || !policy::serving(v.state) || fenced(e, b) || watch_lost_) {
+    // A shared connection must never be inside one client's MULTI: the proxy holds the
+    // block and sends it whole at EXEC (one batch, so nothing of another client comes
+    // between its MULTI and its EXEC).
+    if (rt().sharded() || links_[b].shared || !policy::serving(v.state) || fenced(e, b) ||
+        watch_lost_) {
       tx_deferred_ = true;
       tx_cur_ = txs_.acquire();
       answer_local(e, rep::ok);
@@ -408,10 +412,10 @@ bool session_core::exec_held_tx(entry& e, size_t b) {
   }
   for (const seg& s : t.cmds) {
     append_in(l, s.off, s.len);
-    l.inflight.push_back(inflight_item{e.seq, detail::item_swallow, 0});
+    push_item(l, inflight_item{e.seq, detail::item_swallow, 0});
   }
   append_in(l, t.exec_off, t.exec_len);
-  l.inflight.push_back(inflight_item{e.seq, detail::item_reply, 0});
+  push_item(l, inflight_item{e.seq, detail::item_reply, 0});
   l.server_multi = false;
   e.state = entry_state::sent;
   e.kind = reply_kind::tx_exec;

@@ -333,6 +333,13 @@ class Proxy:
         self.logfile = os.path.join(self.dir, "respfence.log")
         self.proc = None
         self.backends = backends
+        # RESPFENCE_CONNECTIONS=dedicated runs a test with one backend connection per
+        # client (the default is shared connections); a test may name its own.
+        self.connections = os.environ.get("RESPFENCE_CONNECTIONS") or "shared"
+        if "connections =" in extra:
+            self.connections = "dedicated" if 'connections = "dedicated"' in extra else "shared"
+        else:
+            extra = 'connections = "%s"\n%s' % (self.connections, extra)
         lines = ["[server]", 'listen = "127.0.0.1:%d"' % self.port,
                  'admin = "%s"' % ("127.0.0.1:%d" % self.admin_port if admin else ""),
                  "threads = %d" % threads, 'log_level = "debug"', extra, "",

@@ -116,6 +116,8 @@ struct fake_env : proxy::session_env {
   void session_drained(uint64_t id) override { drained.push_back(id); }
   bool fence_enabled() const override { return fences_on; }
   void count(size_t b, counter c) override { ++counts[b][static_cast<size_t>(c)]; }
+  uint64_t pins[static_cast<size_t>(proxy::pin_reason::count_)] = {};
+  void count_pin(proxy::pin_reason why) override { ++pins[static_cast<size_t>(why)]; }
   void record_latency_us(uint64_t) override {}
 
   uint64_t n(size_t b, counter c) const { return counts[b][static_cast<size_t>(c)]; }

@@ -1,0 +1,121 @@
+#pragma once
+// One backend connection shared by the sessions of a worker whose connection key is the
+// same (docs/design.md §12), as a state machine with no I/O. The shell (upstream) moves
+// the bytes; this decides what to write and whose each reply is.
+//
+// Writes gather the bytes of many sessions into one batch (zero copy: the spans point
+// into each session's own buffers until output_done()). Replies come back in the order
+// the batches were written, so a FIFO of runs (owner, how many replies) says whose each
+// reply is. A new connection first sends its key's state (AUTH, HELLO 3, SELECT), whose
+// answers are the link's own.
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "proxy/resp/reply_framer.hpp"
+#include "proxy/session/pool_key.hpp"
+#include "proxy/session/ring.hpp"
+#include "proxy/session/session_core.hpp"
+
+namespace respfence::proxy {
+
+class shared_link {
+ public:
+  using owner = void*;  // the shell of a session; null for the link's own commands
+
+  explicit shared_link(pool_key key) : key_(std::move(key)) {}
+
+  const pool_key& key() const { return key_; }
+  // The handshake failed (a wrong password, a db out of range): nobody should join.
+  bool bad() const { return bad_; }
+
+  // A new connection: its key's state goes first.
+  void on_connected();
+  // The connection is gone. `batched`: owners whose bytes were taken (written or not),
+  // whose buffers must be given back; `due`: owners with replies due. Each once. The
+  // link is empty afterwards.
+  struct failure {
+    std::vector<owner> batched;
+    std::vector<owner> due;
+  };
+  failure on_failed();
+
+  // A session's bytes, taken from it, and how many replies they bring.
+  void add(owner o, const std::vector<out_span>& spans, size_t replies);
+  bool has_output() const { return !out_.empty() && writing_.empty(); }
+  const std::vector<out_span>& take_output();
+  // The batch is written: its owners (each once) may be given their buffers back.
+  const std::vector<owner>& written_owners() const { return writing_owners_; }
+  void output_done();
+
+  std::pair<char*, size_t> read_buffer();
+  // Frames what was read; deliver(owner, reply, info) for each reply, in order. False if
+  // the backend sent something that is not RESP (the connection must be closed).
+  template <typename F>
+  bool on_data(size_t n, F&& deliver);
+
+  // A session that is gone: its replies are dropped.
+  void forget(owner o);
+  bool idle() const { return runs_.empty() && out_.empty() && writing_.empty(); }
+  size_t replies_due() const;
+
+ private:
+  struct run {
+    owner o = nullptr;
+    uint32_t replies = 0;
+  };
+  // The owner of replies whose session is gone: they are read and dropped.
+  static owner dropped() {
+    static char tag;
+    return &tag;
+  }
+  void push_run(owner o, size_t replies);
+
+  pool_key key_;
+  bool bad_ = false;
+  ring<run> runs_;
+  std::vector<out_span> out_;
+  std::vector<out_span> writing_;
+  std::vector<owner> out_owners_;
+  std::vector<owner> writing_owners_;
+  std::string gen_;  // the handshake
+  std::string gen_writing_;
+  std::vector<char> rbuf_;
+  size_t rstart_ = 0;
+  size_t rend_ = 0;
+  size_t read_at_ = 0;
+  reply_framer framer_;
+};
+
+template <typename F>
+bool shared_link::on_data(size_t n, F&& deliver) {
+  if (read_at_ != rend_) std::memmove(rbuf_.data() + rend_, rbuf_.data() + read_at_, n);
+  rend_ += n;
+  while (rstart_ < rend_) {
+    const std::string_view view(rbuf_.data() + rstart_, rend_ - rstart_);
+    const frame_status st = framer_.next(view);
+    if (st == frame_status::need_more) break;
+    if (st == frame_status::error) return false;
+    const std::string_view reply = view.substr(0, framer_.consumed());
+    rstart_ += reply.size();
+    if (runs_.empty()) continue;  // nothing asked: a shared connection has no pushes
+    run& r = runs_.front();
+    const owner o = r.o;
+    if (--r.replies == 0) runs_.pop_front();
+    if (o == dropped()) continue;
+    if (o == nullptr) {
+      // The handshake's own answers; an error makes the link unfit to share.
+      if (framer_.info().is_error()) bad_ = true;
+      continue;
+    }
+    deliver(o, reply, framer_.info());
+  }
+  return true;
+}
+
+}  // namespace respfence::proxy

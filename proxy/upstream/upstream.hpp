@@ -1,0 +1,86 @@
+#pragma once
+// A worker's shared backend connections (docs/design.md §12): a few per backend and
+// connection key, carrying the commands of every session of this worker whose link is
+// shared. The shell around shared_link: it owns the sockets and moves the bytes, with
+// the same non-blocking discipline as client_session (write at once, wait only when the
+// socket is full; read until a short read, then wait for readiness).
+//
+// Batching is the point: sessions hand their bytes over as they come (submit), and the
+// upstream writes once per turn of the event loop, after every ready client has been
+// read. One write and one read then carry many clients' commands, for the proxy and for
+// redis-server alike.
+
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include <asio.hpp>
+
+#include "proxy/session/pool_key.hpp"
+#include "proxy/upstream/shared_link.hpp"
+
+namespace respfence::proxy {
+
+class worker;
+class client_session;
+
+class upstream {
+ public:
+  upstream(worker& w, size_t per_key, uint32_t connect_timeout_ms);
+  ~upstream();
+  upstream(const upstream&) = delete;
+  upstream& operator=(const upstream&) = delete;
+
+  // Session s has bytes to send on its shared link b.
+  void submit(client_session* s, size_t b);
+  // Session s is being freed: its replies still due are dropped.
+  void forget(client_session* s);
+  // Open shared connections to backend b (for /metrics).
+  size_t open_connections(size_t b) const;
+  void set_connect_timeout(uint32_t ms) { connect_timeout_ms_ = ms; }
+  void close_all();
+
+ private:
+  struct conn {
+    conn(asio::io_context& io, size_t b, pool_key key, size_t i)
+        : sock(io), timer(io), backend(b), index(i), core(std::move(key)) {}
+    asio::generic::stream_protocol::socket sock;
+    asio::steady_timer timer;
+    size_t backend;
+    size_t index;
+    shared_link core;
+    std::vector<asio::const_buffer> bufs;
+    size_t first = 0;
+    uint32_t gen = 0;
+    bool open = false;
+    bool connecting = false;
+    bool read_armed = false;
+    bool write_armed = false;
+    bool writing = false;
+    bool maybe_ready = true;
+    // Sessions whose bytes wait for this connection to open.
+    std::vector<std::pair<client_session*, size_t>> waiting;
+  };
+
+  conn& conn_for(size_t b, const pool_key& key, size_t index);
+  void schedule();
+  void flush();
+  void take(conn& c, client_session* s, size_t b);
+  void write_now(conn& c);
+  void read_now(conn& c);
+  void arm_read(conn& c);
+  void arm_write(conn& c);
+  void connect(conn& c);
+  void fail(conn& c, bool was_open);
+  void written(conn& c);
+
+  worker& w_;
+  size_t per_key_;
+  uint32_t connect_timeout_ms_;
+  std::vector<std::unique_ptr<conn>> conns_;
+  std::vector<std::pair<client_session*, size_t>> dirty_;
+  bool posted_ = false;
+  bool closed_ = false;
+};
+
+}  // namespace respfence::proxy
