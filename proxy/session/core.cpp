@@ -1,5 +1,6 @@
 // session_core: requests in, decisions made (design.md §5). The other parts of the class:
-// session/buffers.cpp (input buffer), session/replies.cpp (links, replies, output),
+// session/buffers.cpp (input buffer), session/links.cpp (backend links),
+// session/replies.cpp (replies, output), session/holds.cpp (held commands, resume),
 // session/tx.cpp (MULTI/EXEC), session/sharded.cpp (split and fan-out),
 // session/fence.cpp (flush fence, shutdown), session/cluster.cpp (redirections).
 
@@ -376,120 +377,6 @@ bool session_core::dispatch(entry& e, const routing::arg_source& args) {
       return true;
   }
   return true;
-}
-
-void session_core::hold(entry& e, hold_reason why) {
-  if (e.state != entry_state::held || e.hold == hold_reason::none) ++held_;
-  e.state = entry_state::held;
-  e.hold = why;
-  if (!watching_) {
-    watching_ = true;
-    env_.watch(this);
-  }
-}
-
-bool session_core::hold_for_loading(entry& e, size_t b, uint32_t timeout_ms) {
-  e.backend = static_cast<uint16_t>(b);
-  if (timeout_ms == 0 || !env_.queue_admit(b, e.req_len)) {
-    // Overflowing the queue, or not allowed to wait at all: the server's own answer.
-    answer_local(e, env_.view(b).loading_error);
-    env_.count(b, counter::expired);
-    return true;
-  }
-  e.admitted = true;
-  // The deadline counts from when it first waited: a backend that flaps between down and
-  // connecting decides it again each time, and must not restart its clock.
-  if (e.queued_at == 0) e.queued_at = env_.now_ms();
-  e.deadline = e.queued_at + timeout_ms;
-  hold(e, hold_reason::loading);
-  env_.count(b, counter::queued);
-  return false;
-}
-
-void session_core::release_admission(entry& e) {
-  if (!e.admitted) return;
-  e.admitted = false;
-  env_.queue_release(e.backend, e.req_len);
-}
-
-void session_core::resume() {
-  if (client_gone_) return;  // nothing more is sent for a client that left
-  settle_waits();
-  waits_changed_ = false;
-  // By number, not by index: a command answered here at the head leaves the pipeline,
-  // and an index would then skip the one after it (which would run after its successor:
-  // a SET after MULTI sent after the EXEC, outside the transaction).
-  for (uint64_t s = head_seq_; s < head_seq_ + pipe_.size() && held_ > 0; ++s) {
-    entry& e = at(s);
-    if (e.state != entry_state::held) continue;
-    // A flush waits for its fence; what came after it waits for the flush.
-    if (e.hold == hold_reason::flush) break;
-    if (e.hold == hold_reason::barrier && e.seq != head_seq_) break;
-    if (e.hold == hold_reason::retry) break;  // tick() releases it when it is due
-    if (e.hold == hold_reason::confirm) break;  // settle_waits() decides it
-    if (e.hold == hold_reason::drain && (e.seq != head_seq_ || !links_quiet())) break;
-    if (key_wait_seq_ != UINT64_MAX && e.seq > key_wait_seq_) break;
-    if (lim_.shared && (e.seq - head_seq_ >= inflight_cap() || output_over_limit())) break;
-    --held_;
-    e.hold = hold_reason::none;
-    release_admission(e);
-    const uint64_t seq = e.seq;
-    bool decided = false;
-    if (e.tx >= 0) {
-      if (e.force_backend >= 0) {
-        e.backend = static_cast<uint16_t>(e.force_backend);
-        e.force_backend = -1;
-      }
-      decided = exec_held_tx(e, e.backend);
-    } else if (e.merge >= 0) {
-      decided = send_parts(e);
-    } else {
-      const std::string_view view(in_.data() + e.req_off, e.req_len);
-      reframer_.reset();
-      if (reframer_.next(view) != frame_status::complete) {
-        // Cannot happen: these bytes were framed once already.
-        answer_local(e, err::backend_protocol);
-        continue;
-      }
-      decided = dispatch(e, framed_args(reframer_, view));
-    }
-    // dispatch may have grown the pipeline; the entry is found again by its number.
-    if (!decided && at(seq).state == entry_state::held) break;
-  }
-  if (held_ == 0 && watching_) {
-    watching_ = false;
-    env_.unwatch(this);
-  }
-  after_completion();
-}
-
-void session_core::tick(int64_t now_ms) {
-  if (client_gone_) {
-    // A lingering flush sent back to wait (a -LOADING reply) is not resent: let it go.
-    on_client_closed();
-    return;
-  }
-  bool expired = !waits_.empty();  // their deadlines pass here
-  for (uint64_t s = head_seq_; s < head_seq_ + pipe_.size(); ++s) {  // by number: see resume()
-    entry& e = at(s);
-    if (e.state == entry_state::held && e.hold == hold_reason::retry && e.deadline <= now_ms) {
-      e.hold = hold_reason::order;  // due: decided again, in its turn
-      expired = true;
-      continue;
-    }
-    if (e.state != entry_state::held || e.hold != hold_reason::loading || e.deadline > now_ms) {
-      continue;
-    }
-    --held_;
-    e.hold = hold_reason::none;
-    release_admission(e);
-    if (e.tx >= 0) abandon_tx(e);
-    env_.count(e.backend, counter::expired);
-    answer_local(e, env_.view(e.backend).loading_error);
-    expired = true;
-  }
-  // What waited behind an expired command may go now.
-  if (expired) resume();
 }
 
 void session_core::send(entry& e, size_t b, const routing::arg_source& args) {

@@ -15,6 +15,12 @@
 namespace respfence::proxy::detail {
 
 inline constexpr size_t min_read = 16 * 1024;  // the server's PROTO_IOBUF_LEN
+inline constexpr size_t big_buffer = 1u << 20;  // buffers above this are released when idle
+
+template <typename Buffer>
+void release_if_big(Buffer& b) {
+  if (b.capacity() > big_buffer) Buffer().swap(b);
+}
 
 // What a link's in-flight item stands for.
 inline constexpr uint8_t item_reply = 0;    // an entry's reply

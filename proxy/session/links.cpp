@@ -1,0 +1,255 @@
+// session_core: its backend links (design.md §2, §12): connecting, writing, reading and
+// failing, for dedicated links; a shared link's bytes go through the worker's upstream.
+
+#include <algorithm>
+#include <cstring>
+
+#include "proxy/resp/errors.hpp"
+#include "proxy/session/session_core.hpp"
+#include "proxy/session/session_internal.hpp"
+
+namespace respfence::proxy {
+
+using detail::big_buffer;
+using detail::release_if_big;
+using policy::command_kind;
+
+// ---------------------------------------------------------------- links
+
+bool session_core::link_needs_connect(size_t b) const {
+  const link& l = links_[b];
+  // A shared link has no connection of its own: the upstream opens the shared one.
+  return !l.shared && l.state == link::conn::closed && (!l.out.empty() || !l.inflight.empty());
+}
+
+bool session_core::link_wanted(size_t b) const { return links_[b].wanted; }
+
+void session_core::on_link_connecting(size_t b) { links_[b].state = link::conn::connecting; }
+
+void session_core::on_link_connected(size_t b) {
+  link& l = links_[b];
+  l.state = link::conn::open;
+  l.framer.reset();
+  l.rstart = l.rend = 0;
+  // server_multi stays: it describes what is queued on this link (a MULTI may be the
+  // command that opened it); a failed link has already cleared it.
+  // A replica serves reads only after READONLY (it goes right after the replayed state).
+  if (rt().is_replica(b)) {
+    static constexpr std::string_view readonly = "*1\r\n$8\r\nREADONLY\r\n";
+    const size_t start = l.gen.size();
+    l.gen += readonly;
+    l.out.insert(l.out.begin(), seg{true, start, readonly.size()});
+    l.inflight.push_front(inflight_item{0, detail::item_replay, 0});
+  }
+  // The connection's state goes first, before anything the client sent: AUTH, HELLO,
+  // SELECT, CLIENT SETNAME, each answered to the proxy alone.
+  const std::string* pieces[] = {&replay_setname_, &replay_select_, &replay_hello_,
+                                 &replay_auth_};
+  for (const std::string* p : pieces) {
+    if (p->empty()) continue;
+    const size_t start = l.gen.size();
+    l.gen += *p;
+    l.out.insert(l.out.begin(), seg{true, start, p->size()});
+    l.inflight.push_front(inflight_item{0, detail::item_replay, 0});
+  }
+}
+
+ring<session_core::inflight_item> session_core::close_link_state(size_t b) {
+  link& l = links_[b];
+  l.state = link::conn::closed;
+  l.server_multi = false;
+  l.framer.reset();
+  l.rstart = l.rend = 0;
+  ring<inflight_item> items;
+  std::swap(items, l.inflight);
+  l.out.clear();
+  l.gen.clear();
+  return items;
+}
+
+template <typename F>
+void session_core::for_each_waiting(const ring<inflight_item>& items, F&& f) {
+  for (size_t i = 0; i < items.size(); ++i) {
+    const inflight_item it = items[i];
+    if (it.what == detail::item_swallow || it.what == detail::item_replay) continue;
+    if (it.seq < head_seq_) continue;  // answered already (a part of a finished command)
+    f(at(it.seq), it);
+  }
+}
+
+void session_core::on_link_failed(size_t b, bool was_open) {
+  if (was_open) {
+    fail_link(b, err::backend_lost);
+    after_completion();
+    return;
+  }
+  // The connect failed: nothing was sent, so what waited may wait again.
+  env_.report_unreachable(b);
+  if (tunnel_) {
+    // A replication stream has no second chance: the client sees its connection end.
+    stop_input_ = true;
+    close_when_done_ = true;
+  }
+  const ring<inflight_item> items = close_link_state(b);
+  for_each_waiting(items, [&](entry& e, const inflight_item& it) {
+    if (it.what == detail::item_part) {
+      retry_part(e, it.part, b);
+      return;
+    }
+    if (e.state != entry_state::sent) return;
+    // Never sent: it waits like any command for a backend that is down, and is decided
+    // again (under the policy then in force) when the backend is back.
+    if (e.tx >= 0) txs_[e.tx].multi_sent = false;
+    hold_for_loading(e, b, e.timeout_ms);
+  });
+  after_completion();
+}
+
+void session_core::fail_link(size_t b, std::string_view why) {
+  const bool was_multi = links_[b].server_multi;
+  // LOADING answers on this link whose later commands are unanswered: those may have
+  // run before the connection broke, so the earlier ones are not sent again.
+  on_ran(b);
+  const ring<inflight_item> items = close_link_state(b);
+  // Sent, and maybe run: the client hears that the connection was lost, never silence.
+  for_each_waiting(items, [&](entry& e, const inflight_item& it) {
+    if (it.what == detail::item_part) {
+      on_part_reply(e, it.part, why);
+    } else if (e.state == entry_state::sent) {
+      deliver(e, why);
+    }
+  });
+  // A block whose MULTI (and first commands) went on this connection lost that head
+  // with it: the rest must never run alone. Its EXEC answers EXECABORT.
+  for (auto& t : txs_) {
+    if (t.multi_sent && t.multi_backend == static_cast<int32_t>(b)) {
+      t.multi_sent = false;
+      t.broken = true;
+    }
+  }
+  if (was_multi && tx_open_ && !tx_deferred_) tx_aborted_ = true;
+  if (tx_open_ && tx_deferred_ && tx_cur_ >= 0 && txs_[tx_cur_].broken) tx_dirty_ = true;
+  // WATCH lived on that connection: the next EXEC must not commit as if it had held.
+  if (watch_active_ && watch_link_ == b) {
+    watch_active_ = false;
+    watch_lost_ = true;
+  }
+  // Subscriptions, MONITOR and tracking lived on that connection and cannot be replayed
+  // without the client seeing it: close the client, as the server going away would.
+  if (subscribed() || monitor_ || tracking_ || tunnel_) {
+    stop_input_ = true;
+    close_when_done_ = true;
+  }
+}
+
+bool session_core::link_has_output(size_t b) const {
+  const link& l = links_[b];
+  return (l.shared || l.state == link::conn::open) && !l.out.empty() && l.writing.empty();
+}
+
+const std::vector<out_span>& session_core::take_link_output(size_t b) {
+  link& l = links_[b];
+  std::swap(l.out, l.writing);
+  std::swap(l.gen, l.gen_writing);
+  l.out.clear();
+  l.gen.clear();
+  l.spans.clear();
+  bool from_in = false;
+  for (const seg& s : l.writing) {
+    if (s.gen) {
+      l.spans.push_back(out_span{l.gen_writing.data() + s.off, s.len});
+    } else {
+      l.spans.push_back(out_span{in_.data() + s.off, s.len});
+      from_in = true;
+    }
+  }
+  if (from_in) {
+    l.writing_in = true;
+    ++in_pins_;
+  }
+  return l.spans;
+}
+
+void session_core::link_output_done(size_t b) {
+  link& l = links_[b];
+  if (l.writing_in) {
+    l.writing_in = false;
+    --in_pins_;
+  }
+  l.writing.clear();
+  l.gen_writing.clear();
+  l.spans.clear();
+  release_if_big(l.gen_writing);
+  after_completion();
+}
+
+bool session_core::link_wants_read(size_t b) const {
+  const link& l = links_[b];
+  if (l.state != link::conn::open) return false;
+  if (!output_over_limit()) return true;
+  // Over the limit only because replies that came early on other links fill the stash:
+  // the link whose next reply is the client's oldest unanswered one is still read (that
+  // reply goes straight out, and lets the stash drain).
+  return out_.size() + writing_.size() < lim_.client_output && !l.inflight.empty() &&
+         l.inflight.front().seq == head_seq_;
+}
+
+bool session_core::link_open(size_t b) const {
+  return links_[b].shared || links_[b].state == link::conn::open;
+}
+
+std::pair<char*, size_t> session_core::link_read_buffer(size_t b) {
+  link& l = links_[b];
+  if (l.rstart == l.rend) {
+    l.rstart = l.rend = 0;
+    if (l.rbuf.size() > big_buffer) {
+      std::vector<char>(detail::min_read).swap(l.rbuf);
+    }
+  }
+  if (l.rbuf.size() - l.rend < detail::min_read / 4) {
+    if (l.rstart > 0) {
+      std::memmove(l.rbuf.data(), l.rbuf.data() + l.rstart, l.rend - l.rstart);
+      l.rend -= l.rstart;
+      l.rstart = 0;
+    }
+    if (l.rbuf.size() - l.rend < detail::min_read / 4) {
+      l.rbuf.resize(std::max(l.rbuf.size() * 2, l.rend + detail::min_read));
+    }
+  }
+  l.read_at = l.rend;
+  return {l.rbuf.data() + l.rend, l.rbuf.size() - l.rend};
+}
+
+void session_core::on_link_data(size_t b, size_t n) {
+  link& l = links_[b];
+  if (l.read_at != l.rend) std::memmove(l.rbuf.data() + l.rend, l.rbuf.data() + l.read_at, n);
+  l.rend += n;
+  touched_ = true;
+  batch_us_ = detail::now_us();
+  if (tunnel_) {
+    tunnel_link_data(b);
+    after_completion();
+    return;
+  }
+  while (l.state == link::conn::open && l.rstart < l.rend) {
+    const std::string_view view(l.rbuf.data() + l.rstart, l.rend - l.rstart);
+    const frame_status st = l.framer.next(view);
+    if (st == frame_status::need_more) break;
+    if (st == frame_status::error) {
+      fail_link(b, err::backend_protocol);
+      break;
+    }
+    const std::string_view reply = view.substr(0, l.framer.consumed());
+    l.rstart += reply.size();
+    on_reply(b, reply, l.framer.info());
+  }
+  check_quiet(b);
+  settle_waits();
+  if (waits_changed_) {
+    resume();  // what waited behind a decided LOADING answer may go now
+    return;
+  }
+  after_completion();
+}
+
+}  // namespace respfence::proxy
