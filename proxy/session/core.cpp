@@ -36,6 +36,8 @@ const char* to_string(reply_kind k) {
   switch (k) {
     case reply_kind::pass:
       return "pass";
+    case reply_kind::own_name:
+      return "own_name";
     case reply_kind::ping_bare:
       return "ping_bare";
     case reply_kind::subscribe:
@@ -298,6 +300,10 @@ bool session_core::dispatch(entry& e, const routing::arg_source& args) {
     e.decided = true;
     e.in_tx = tx_open_ || k == command_kind::multi;
   }
+  if (lim_.shared && k == command_kind::multi && !tx_open_ &&
+      !shared_prepare(e, cmd, args, b, router.sharded())) {
+    return false;
+  }
   if (e.in_tx) return dispatch_tx(e, args, cmd, r, ru);
   if (lim_.shared) {
     if (!shared_prepare(e, cmd, args, b, r.kind == routing::route_kind::fanout)) return false;
@@ -400,6 +406,10 @@ void session_core::send(entry& e, size_t b, const routing::arg_source& args) {
   } else if (reply_skip_next_) {
     no_reply = true;
     reply_skip_next_ = false;
+  }
+  if (links_[b].shared && args.argc() == 2 && policy::iequals_lower(args.arg(0), "client") &&
+      policy::iequals_lower(args.arg(1), "getname")) {
+    kind = reply_kind::own_name;
   }
   // Inside MULTI the server answers +QUEUED, not confirmations.
   if (is_subscribe_kind(k) && !links_[b].server_multi) {

@@ -64,6 +64,7 @@ ring<session_core::inflight_item> session_core::close_link_state(size_t b) {
   std::swap(items, l.inflight);
   l.out.clear();
   l.gen.clear();
+  l.untaken = 0;  // a shared link: what it had not handed over is gone with `out`
   return items;
 }
 

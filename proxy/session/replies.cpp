@@ -163,6 +163,14 @@ void session_core::on_reply(size_t b, std::string_view reply, const reply_info& 
   if (!info.is_error()) record_state(e, reply);
   if (e.kind == reply_kind::ping_bare && info.type == '$') {
     deliver(e, rep::pong);
+  } else if (e.kind == reply_kind::own_name && !info.is_error()) {
+    if (!has_name_) {
+      deliver(e, resp3_ ? rep::null_resp3 : rep::null_bulk);
+    } else {
+      std::string r;
+      write_to(r).bulk(client_name_);
+      deliver(e, r);
+    }
   } else {
     deliver(e, reply);
   }
@@ -210,6 +218,9 @@ void session_core::record_state(const entry& e, std::string_view reply) {
         } else if (policy::iequals_lower(a.arg(i), "setname") && i + 1 < a.argc()) {
           client_name_.assign(a.arg(i + 1));
           has_name_ = !client_name_.empty();
+          // The latest name is the one replayed (after HELLO) on a new connection.
+          replay_setname_.clear();
+          if (has_name_) write_to(replay_setname_).array(3).bulk("CLIENT").bulk("SETNAME").bulk(client_name_);
           ++i;
         }
       }

@@ -51,6 +51,7 @@ enum class reply_kind : uint8_t {
   tx_exec,    // EXEC of a transaction the proxy held: only EXEC's reply is the client's
   merge,      // parts on several backends, merged (slots mode)
   local,      // answered by the proxy itself
+  own_name,   // CLIENT GETNAME on a shared connection: the server checks it, the name is the client's
 };
 const char* to_string(reply_kind k);
 
@@ -298,6 +299,7 @@ class session_core {
   bool shared_prepare(entry& e, const policy::command_entry* cmd, const routing::arg_source& args,
                       size_t b, bool pin_all);
   bool answer_client_name(entry& e, const routing::arg_source& args);
+  bool pinned_for_good_ = false;  // pinned by state that cannot be replayed
   bool links_quiet() const;
   // Shared mode: how many requests may be in flight. A shared connection is never stopped
   // for one client that does not read, so its replies in flight are bounded instead: by

@@ -51,6 +51,10 @@ bool pins(const policy::command_entry* cmd, command_kind k, pin_reason& why) {
   if (cmd == nullptr) return false;
   switch (k) {
     case command_kind::watch:
+    case command_kind::multi:
+      // MULTI too: what a block changes (SELECT, AUTH, HELLO, CLIENT REPLY, SUBSCRIBE)
+      // changes the connection, and the server's queue-time checks (ACL, OOM) answer at
+      // once only on the client's own.
       why = pin_reason::transaction;
       return true;
     case command_kind::subscribe:
@@ -87,7 +91,7 @@ bool pins(const policy::command_entry* cmd, command_kind k, pin_reason& why) {
       "client|id",      "client|info",     "client|list",    "client|kill",
       "client|unblock", "client|pause",    "client|unpause", "client|no-evict",
       "client|caching", "client|getredir", "client|trackinginfo", "client|no-touch",
-      "readonly",       "readwrite",       "asking"};
+      "readonly",       "readwrite",       "asking",      "script|debug"};
   for (std::string_view n : per_connection) {
     if (cmd->name == n) {
       why = pin_reason::client_state;
@@ -154,6 +158,12 @@ bool session_core::shared_prepare(entry& e, const policy::command_entry* cmd,
   const command_kind k = e.ckind;
   const bool pin = pins(cmd, k, why);
   if (!pin && !changes_key(k)) return true;
+  // State the proxy cannot replay (the connection's id, NO-EVICT, READONLY, ...): the
+  // client keeps its own connection for good.
+  if (pin && (why == pin_reason::client_state || why == pin_reason::replication ||
+              why == pin_reason::monitor)) {
+    pinned_for_good_ = true;
+  }
   const std::vector<uint16_t>& primaries = rt().primaries();
   std::vector<size_t> targets;
   if (pin_all) {
@@ -221,38 +231,30 @@ bool session_core::shared_prepare(entry& e, const policy::command_entry* cmd,
 }
 
 bool session_core::answer_client_name(entry& e, const routing::arg_source& args) {
-  if (e.ckind == command_kind::client_setname && args.argc() == 3) {
-    const std::string_view name = args.arg(2);
-    // The server's rule (networking.c validateClientName): printable, no spaces.
-    for (char c : name) {
+  // CLIENT SETNAME and GETNAME go to the client's shared connection, where the server
+  // checks them (authentication, ACL, the name's characters); the name itself is the
+  // client's, kept by the proxy (record_state; GETNAME's answer is replaced by it).
+  // HELLO ... SETNAME goes without its name: a bad name must fail as the server fails it,
+  // before the protocol changes.
+  if (e.ckind != command_kind::hello || args.argc() < 2) return false;
+  const std::string_view ver = args.arg(1);
+  if (ver != "2" && ver != "3") return false;  // the server's NOPROTO comes first
+  for (size_t i = 2; i + 1 < args.argc(); ++i) {
+    if (policy::iequals_lower(args.arg(i), "auth")) return false;  // checked before the name
+    if (!policy::iequals_lower(args.arg(i), "setname")) continue;
+    for (char c : args.arg(i + 1)) {
       if (c < '!' || c > '~') {
         answer_local(e, err::client_name_invalid);
         return true;
       }
     }
-    client_name_.assign(name);
-    has_name_ = !name.empty();
-    replay_setname_.clear();
-    if (has_name_) detail::encode_args(replay_setname_, args);
-    answer_local(e, rep::ok);
-    return true;
-  }
-  const policy::command_entry* cmd = detail::lookup(env_.policy(), args);
-  if (cmd != nullptr && cmd->name == "client|getname" && args.argc() == 2) {
-    if (!has_name_) {
-      answer_local(e, resp3_ ? rep::null_resp3 : rep::null_bulk);
-    } else {
-      std::string r;
-      write_to(r).bulk(client_name_);
-      answer_local(e, r);
-    }
-    return true;
+    ++i;
   }
   return false;
 }
 
 bool session_core::maybe_unpin() {
-  if (!lim_.shared || client_gone_ || tunnel_ || tx_open_ || watch_active_ || subscribed() ||
+  if (!lim_.shared || pinned_for_good_ || client_gone_ || tunnel_ || tx_open_ || watch_active_ || subscribed() ||
       monitor_ || tracking_ || reply_off_ || held_ > 0 || !pipe_.empty()) {
     return false;
   }

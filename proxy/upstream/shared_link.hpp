@@ -103,7 +103,10 @@ bool shared_link::on_data(size_t n, F&& deliver) {
     if (st == frame_status::error) return false;
     const std::string_view reply = view.substr(0, framer_.consumed());
     rstart_ += reply.size();
-    if (runs_.empty()) continue;  // nothing asked: a shared connection has no pushes
+    // A push is nobody's reply (invalidations sent here by a client's CLIENT TRACKING
+    // REDIRECT to this connection's id): dropped, so that it shifts no one's replies.
+    if (framer_.info().is_push()) continue;
+    if (runs_.empty()) continue;  // nothing asked
     run& r = runs_.front();
     const owner o = r.o;
     if (--r.replies == 0) runs_.pop_front();
