@@ -17,7 +17,7 @@ struct pool_key {
 
 // Why a client got a backend connection of its own (metrics: pins by reason).
 enum class pin_reason : uint8_t {
-  transaction,  // WATCH (MULTI alone is held by the proxy and sent whole)
+  transaction,  // MULTI, WATCH
   blocking,     // a blocking command
   pubsub,       // SUBSCRIBE and its family
   monitor,
