@@ -400,6 +400,11 @@ void session_core::send(entry& e, size_t b, const routing::arg_source& args) {
     } else if (policy::iequals_lower(mode, "on")) {
       reply_off_ = false;
       reply_skip_next_ = false;
+    } else if (reply_off_) {
+      no_reply = true;  // a bad mode: its syntax error is not sent either
+    } else if (reply_skip_next_) {
+      no_reply = true;
+      reply_skip_next_ = false;
     }
   } else if (reply_off_) {
     no_reply = true;
@@ -516,6 +521,13 @@ void session_core::send_rewritten_ping(entry& e, size_t b, const routing::arg_so
   e.backend = static_cast<uint16_t>(b);
   e.kind = args.argc() >= 2 ? reply_kind::pass : reply_kind::ping_bare;
   e.retry = true;
+  if (reply_off_ || reply_skip_next_) {
+    // CLIENT REPLY OFF/SKIP: the server answers the ECHO with nothing, as it would PING.
+    reply_skip_next_ = false;
+    l.silent_seq = e.seq + 1;
+    answer_local(e, {});
+    return;
+  }
   push_item(l, inflight_item{e.seq, detail::item_reply, 0});
 }
 
@@ -544,6 +556,9 @@ session_core::link& session_core::ensure_link(size_t b) {
 
 void session_core::answer_local(entry& e, std::string_view reply) {
   e.kind = reply_kind::local;
+  // Under CLIENT REPLY OFF the server sends nothing, and neither does the proxy for what
+  // it answers itself (a held MULTI's +OK, a LOADING error, a refusal).
+  if (reply_off_) reply = {};
   deliver(e, reply);
 }
 

@@ -408,6 +408,10 @@ std::string merge_replies(const merge_state& m, bool resp3) {
     for (const auto& r : m.replies) {
       if (r == "+OK\r\n") return r;
     }
+    // The busy backend's answer (-UNKILLABLE, ...) over the idle ones' -NOTBUSY.
+    for (const auto& r : m.replies) {
+      if (r.size() > 1 && r[0] == '-' && r.compare(1, 7, "NOTBUSY") != 0) return r;
+    }
     if (const std::string* err = first_error(m)) return *err;
     return m.replies.empty() ? std::string("+OK\r\n") : m.replies[0];
   }

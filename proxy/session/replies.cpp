@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "proxy/resp/errors.hpp"
+#include "proxy/resp/resp_value.hpp"
 #include "proxy/session/session_core.hpp"
 #include "proxy/session/session_internal.hpp"
 
@@ -160,6 +161,13 @@ void session_core::on_reply(size_t b, std::string_view reply, const reply_info& 
     stop_input_ = true;
     close_when_done_ = true;
   }
+  if (reply == rep::queued) ++tx_queued_;
+  if (e.ckind == command_kind::exec || e.ckind == command_kind::discard) {
+    on_exec_reply(e.ckind == command_kind::exec ? reply : std::string_view{}, info);
+  } else if (e.ckind == command_kind::multi) {
+    tx_queued_ = 0;
+    tx_state_.clear();
+  }
   if (!info.is_error()) record_state(e, reply);
   if (e.kind == reply_kind::ping_bare && info.type == '$') {
     deliver(e, rep::pong);
@@ -189,13 +197,40 @@ void session_core::record_state(const entry& e, std::string_view reply) {
     default:
       return;
   }
-  // Inside MULTI the answer is +QUEUED and nothing has changed yet.
-  if (reply == rep::queued) return;
   const std::string_view view(in_.data() + e.req_off, e.req_len);
+  if (reply == rep::queued) {
+    // Inside MULTI nothing has changed yet: EXEC's reply says whether it did (on_exec_reply).
+    std::string copy;
+    reframer_.reset();
+    if (reframer_.next(view) != frame_status::complete) return;
+    detail::encode_args(copy, detail::framed_args(reframer_, view));
+    tx_state_.push_back(tx_state_cmd{tx_queued_ - 1, e.ckind, std::move(copy)});
+    return;
+  }
+  apply_state(e.ckind, view);
+}
+
+void session_core::on_exec_reply(std::string_view reply, const reply_info& info) {
+  // The block's SELECT, AUTH, HELLO, CLIENT SETNAME, RESET take effect with EXEC: each that
+  // did not fail there is recorded now, so that a replay (a new connection, an unpin)
+  // sets the db, user and protocol the client really has.
+  std::vector<tx_state_cmd> cmds;
+  cmds.swap(tx_state_);
+  tx_queued_ = 0;
+  if (cmds.empty() || info.type != '*' || info.count <= 0) return;
+  const std::optional<resp_value> v = parse_resp(reply);
+  if (!v) return;
+  for (const tx_state_cmd& c : cmds) {
+    if (c.index >= v->elems.size() || v->elems[c.index].is_error()) continue;
+    apply_state(c.kind, c.args);
+  }
+}
+
+void session_core::apply_state(command_kind kind, std::string_view view) {
   reframer_.reset();
   if (reframer_.next(view) != frame_status::complete) return;
   const detail::framed_args a(reframer_, view);
-  switch (e.ckind) {
+  switch (kind) {
     case command_kind::select:
       db_ = std::atoi(std::string(a.arg(1)).c_str());
       replay_select_.clear();

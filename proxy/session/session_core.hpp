@@ -300,6 +300,17 @@ class session_core {
                       size_t b, bool pin_all);
   bool answer_client_name(entry& e, const routing::arg_source& args);
   bool pinned_for_good_ = false;  // pinned by state that cannot be replayed
+  // A MULTI block on the server: state commands answered +QUEUED, by their place in the
+  // block, applied when EXEC's reply says they ran.
+  struct tx_state_cmd {
+    size_t index;
+    policy::command_kind kind;
+    std::string args;
+  };
+  std::vector<tx_state_cmd> tx_state_;
+  size_t tx_queued_ = 0;
+  void on_exec_reply(std::string_view reply, const reply_info& info);
+  void apply_state(policy::command_kind kind, std::string_view request);
   bool links_quiet() const;
   // Shared mode: how many requests may be in flight. A shared connection is never stopped
   // for one client that does not read, so its replies in flight are bounded instead: by

@@ -44,14 +44,25 @@ void session_core::start_tunnel(entry& e, size_t b) {
   tunnel_link_ = b;
   e.exempt = true;
   answer_local(e, {});  // its answer is the stream itself
-  in_len_ = parse_pos_ = read_at_ = 0;
+  // Requests not written yet still point into the input buffer, which starts over now:
+  // they get copies of their own (CLIENT REPLY OFF; SET k v; SYNC in one write).
+  for (link& lk : links_) {
+    for (seg& sg : lk.out) {
+      if (sg.gen) continue;
+      const size_t start = lk.gen.size();
+      lk.gen.append(in_.data() + sg.off, sg.len);
+      sg = seg{true, start, sg.len};
+    }
+  }
+  parse_pos_ = in_len_;
+  if (in_pins_ == 0) in_len_ = parse_pos_ = read_at_ = 0;  // nothing is being written from it
   framer_.reset();
 }
 
 void session_core::tunnel_client_data(size_t n) {
   link& l = links_[tunnel_link_];
   append_gen<link, seg>(l, in_.data() + read_at_, n);
-  in_len_ = read_at_ = 0;
+  if (in_pins_ == 0) in_len_ = parse_pos_ = read_at_ = 0;
   l.wanted = true;
 }
 

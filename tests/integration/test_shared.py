@@ -162,6 +162,21 @@ class Pinning(TestCase):
         self.assertEqual(ctl.cmd("GET", "z"), b"1")
 
 
+    def test_select_inside_multi_survives_the_unpin(self):
+        # MULTI pins; the block's SELECT takes effect with EXEC. When the quiet client is
+        # unpinned (about a second later) it must share the connections of db 1, not 0.
+        r = self.redis()
+        p = self.proxy(r, threads=1, extra=SHARED)
+        c = p.raw()
+        self.assertEqual([c.cmd("MULTI"), c.cmd("SELECT", "1"), c.cmd("EXEC")], ["OK", "QUEUED", ["OK"]])
+        wait_until(lambda: p.status()["pinned_clients"] == 0, 10, what="the client unpinned")
+        self.assertEqual(c.cmd("SET", "where", "x"), "OK")
+        ctl = r.raw()
+        self.assertEqual(ctl.cmd("EXISTS", "where"), 0)
+        ctl.cmd("SELECT", "1")
+        self.assertEqual(ctl.cmd("EXISTS", "where"), 1)
+
+
 class Connections(TestCase):
     def test_idle_clients_share_a_few_connections(self):
         r = self.redis()
