@@ -109,7 +109,7 @@ void upstream::connect(conn& c) {
   c.connecting = true;
   c.sock = asio::generic::stream_protocol::socket(w_.io());
   c.timer.expires_after(std::chrono::milliseconds(connect_timeout_ms_));
-  c.timer.async_wait([this, &c](const asio::error_code& ec) {
+  c.timer.async_wait([&c](const asio::error_code& ec) {
     if (!ec && c.connecting) {
       asio::error_code ignored;
       c.sock.close(ignored);  // a connect that takes too long is abandoned like a refused one
