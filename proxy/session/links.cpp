@@ -52,6 +52,13 @@ void session_core::on_link_connected(size_t b) {
     l.out.insert(l.out.begin(), seg{true, start, p->size()});
     l.inflight.push_front(inflight_item{0, detail::item_replay, 0});
   }
+  // A replication stream must not start behind replies the server has not sent yet
+  // ("SYNC and PSYNC are invalid with pending output"): its bytes wait for the replay's
+  // answers (tunnel_link_data).
+  if (tunnel_ && b == tunnel_link_ && !l.inflight.empty() && l.out.size() > l.inflight.size()) {
+    tunnel_held_.assign(l.out.begin() + static_cast<std::ptrdiff_t>(l.inflight.size()), l.out.end());
+    l.out.resize(l.inflight.size());
+  }
 }
 
 ring<session_core::inflight_item> session_core::close_link_state(size_t b) {

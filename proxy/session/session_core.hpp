@@ -300,6 +300,7 @@ class session_core {
                       size_t b, bool pin_all);
   bool answer_client_name(entry& e, const routing::arg_source& args);
   bool pinned_for_good_ = false;  // pinned by state that cannot be replayed
+  std::vector<seg> tunnel_held_;  // SYNC's bytes, waiting for a new link's replayed state
   // A MULTI block on the server: state commands answered +QUEUED, by their place in the
   // block, applied when EXEC's reply says they ran.
   struct tx_state_cmd {

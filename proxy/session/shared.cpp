@@ -92,6 +92,11 @@ bool pins(const policy::command_entry* cmd, command_kind k, pin_reason& why) {
       "client|unblock", "client|pause",    "client|unpause", "client|no-evict",
       "client|caching", "client|getredir", "client|trackinginfo", "client|no-touch",
       "readonly",       "readwrite",       "asking",      "script|debug"};
+  if (cmd->name == "replconf") {
+    // A replica's settings (capa, rdb-only, ...) live in the connection its SYNC uses.
+    why = pin_reason::replication;
+    return true;
+  }
   for (std::string_view n : per_connection) {
     if (cmd->name == n) {
       why = pin_reason::client_state;

@@ -61,6 +61,14 @@ void session_core::start_tunnel(entry& e, size_t b) {
 
 void session_core::tunnel_client_data(size_t n) {
   link& l = links_[tunnel_link_];
+  if (!tunnel_held_.empty()) {
+    // Still behind the replay's answers: after the stream's first bytes.
+    const size_t start = l.gen.size();
+    l.gen.append(in_.data() + read_at_, n);
+    tunnel_held_.push_back(seg{true, start, n});
+    if (in_pins_ == 0) in_len_ = parse_pos_ = read_at_ = 0;
+    return;
+  }
   append_gen<link, seg>(l, in_.data() + read_at_, n);
   if (in_pins_ == 0) in_len_ = parse_pos_ = read_at_ = 0;
   l.wanted = true;
@@ -80,6 +88,10 @@ void session_core::tunnel_link_data(size_t b) {
       }
       l.rstart += l.framer.consumed();
       l.inflight.pop_front();
+      if (l.inflight.empty() && !tunnel_held_.empty()) {
+        l.out.insert(l.out.end(), tunnel_held_.begin(), tunnel_held_.end());
+        tunnel_held_.clear();
+      }
       continue;
     }
     out_.append(l.rbuf.data() + l.rstart, l.rend - l.rstart);
