@@ -228,6 +228,21 @@ std::pair<char*, size_t> session_core::link_read_buffer(size_t b) {
   return {l.rbuf.data() + l.rend, l.rbuf.size() - l.rend};
 }
 
+bool session_core::next_link_reply(size_t b, std::string_view& reply) {
+  link& l = links_[b];
+  if (l.state != link::conn::open || l.rstart >= l.rend) return false;
+  const std::string_view view(l.rbuf.data() + l.rstart, l.rend - l.rstart);
+  const frame_status st = l.framer.next(view);
+  if (st == frame_status::need_more) return false;
+  if (st == frame_status::error) {
+    fail_link(b, err::backend_protocol);
+    return false;
+  }
+  reply = view.substr(0, l.framer.consumed());
+  l.rstart += reply.size();
+  return true;
+}
+
 void session_core::on_link_data(size_t b, size_t n) {
   link& l = links_[b];
   if (l.read_at != l.rend) std::memmove(l.rbuf.data() + l.rend, l.rbuf.data() + l.read_at, n);
@@ -239,16 +254,8 @@ void session_core::on_link_data(size_t b, size_t n) {
     after_completion();
     return;
   }
-  while (l.state == link::conn::open && l.rstart < l.rend) {
-    const std::string_view view(l.rbuf.data() + l.rstart, l.rend - l.rstart);
-    const frame_status st = l.framer.next(view);
-    if (st == frame_status::need_more) break;
-    if (st == frame_status::error) {
-      fail_link(b, err::backend_protocol);
-      break;
-    }
-    const std::string_view reply = view.substr(0, l.framer.consumed());
-    l.rstart += reply.size();
+  std::string_view reply;
+  while (next_link_reply(b, reply)) {
     on_reply(b, reply, l.framer.info());
   }
   check_quiet(b);

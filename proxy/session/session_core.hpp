@@ -312,6 +312,9 @@ class session_core {
   size_t tx_queued_ = 0;
   void on_exec_reply(std::string_view reply, const reply_info& info);
   void apply_state(policy::command_kind kind, std::string_view request);
+  // The next whole reply read on link b, framed; false when more is needed (or the link
+  // failed on a protocol error).
+  bool next_link_reply(size_t b, std::string_view& reply);
   bool links_quiet() const;
   // Shared mode: how many requests may be in flight. A shared connection is never stopped
   // for one client that does not read, so its replies in flight are bounded instead: by

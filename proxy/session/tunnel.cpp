@@ -79,14 +79,8 @@ void session_core::tunnel_link_data(size_t b) {
   while (l.state == link::conn::open && l.rstart < l.rend) {
     if (!l.inflight.empty()) {
       // A new connection's replayed AUTH/SELECT come first: answered to the proxy.
-      const std::string_view view(l.rbuf.data() + l.rstart, l.rend - l.rstart);
-      const frame_status st = l.framer.next(view);
-      if (st == frame_status::need_more) break;
-      if (st == frame_status::error) {
-        fail_link(b, err::backend_protocol);
-        break;
-      }
-      l.rstart += l.framer.consumed();
+      std::string_view reply;
+      if (!next_link_reply(b, reply)) break;
       l.inflight.pop_front();
       if (l.inflight.empty() && !tunnel_held_.empty()) {
         l.out.insert(l.out.end(), tunnel_held_.begin(), tunnel_held_.end());
