@@ -48,6 +48,12 @@ class client_session {
   void shared_submitted(size_t b, bool v) {
     if (b < submitted_.size()) submitted_[b] = v;
   }
+  // The upstream's connection that last took this session's bytes for backend b.
+  void* shared_conn(size_t b) const { return b < shared_conn_.size() ? shared_conn_[b] : nullptr; }
+  void set_shared_conn(size_t b, void* c) {
+    if (shared_conn_.size() <= b) shared_conn_.resize(b + 1, nullptr);
+    shared_conn_[b] = c;
+  }
 
  private:
   struct link_io {
@@ -101,6 +107,7 @@ class client_session {
   int ops_ = 0;  // handlers still to run; the session is freed at zero once closing
   uint64_t id_;
   std::vector<bool> submitted_;  // shared link b's bytes are handed to the upstream
+  std::vector<void*> shared_conn_;  // per backend: see shared_conn()
 };
 
 }  // namespace respfence::proxy

@@ -54,6 +54,11 @@ class runtime {
   uint32_t connect_timeout_ms() const { return health_.timeout_ms.load(); }
   size_t shared_connections() const { return cfg_.server.shared_connections; }
   void worker_idle(size_t i);
+  // A CLIENT PAUSE went through (session_env::note_pause): until when it may be in force.
+  void note_pause(int64_t until_ms) { pause_until_ms_.store(until_ms, std::memory_order_relaxed); }
+  bool pause_active(int64_t now_ms) const {
+    return pause_until_ms_.load(std::memory_order_relaxed) > now_ms;
+  }
 
   // ---- admin endpoint (control thread) ----
   std::string status_json() const;
@@ -101,6 +106,7 @@ class runtime {
   size_t next_worker_ = 0;
   std::atomic<uint64_t> fence_ids_{0};
   std::atomic<size_t> idle_workers_{0};
+  std::atomic<int64_t> pause_until_ms_{0};
   bool shutting_down_ = false;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 };

@@ -88,6 +88,10 @@ int64_t worker::now_ms() const {
       .count();
 }
 
+void worker::note_pause(int64_t until_ms) { rt_.note_pause(until_ms); }
+
+bool worker::pause_active(int64_t now) const { return rt_.pause_active(now); }
+
 void worker::tick() {
   ticker_.expires_after(k_tick);
   ticker_.async_wait([this](const asio::error_code& ec) {
@@ -115,6 +119,7 @@ void worker::tick() {
         if (s->core().pinned_links() > 0) ++pinned;
       }
       stats_.pinned_clients.store(pinned, std::memory_order_relaxed);
+      upstream_.sweep(now_ms());
     }
     tick();
   });

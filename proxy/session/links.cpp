@@ -26,7 +26,17 @@ bool session_core::link_wanted(size_t b) const { return links_[b].wanted; }
 
 void session_core::on_link_connecting(size_t b) { links_[b].state = link::conn::connecting; }
 
-void session_core::on_link_connected(size_t b) {
+bool session_core::adopt_key(size_t b, pool_key& key) const {
+  // Shared mode, a link pinned just now: an idle shared connection of the key the
+  // client's replayed state would set up can be its own at once, with no connect (and
+  // no replayed AUTH, HELLO and SELECT ahead of its command). Not for a replica (it
+  // needs READONLY first) nor during a key change.
+  if (!lim_.shared || key_target_set_ || rt().is_replica(b)) return false;
+  key = key_;
+  return true;
+}
+
+void session_core::on_link_connected(size_t b, bool adopted) {
   link& l = links_[b];
   l.state = link::conn::open;
   l.framer.reset();
@@ -47,6 +57,7 @@ void session_core::on_link_connected(size_t b) {
                                  &replay_auth_};
   for (const std::string* p : pieces) {
     if (p->empty()) continue;
+    if (adopted && p != &replay_setname_) continue;  // the connection's key is this state
     const size_t start = l.gen.size();
     l.gen += *p;
     l.out.insert(l.out.begin(), seg{true, start, p->size()});
@@ -72,6 +83,7 @@ ring<session_core::inflight_item> session_core::close_link_state(size_t b) {
   l.out.clear();
   l.gen.clear();
   l.untaken = 0;  // a shared link: what it had not handed over is gone with `out`
+  l.marks_untaken = 0;
   return items;
 }
 

@@ -108,7 +108,9 @@ class session_core {
   size_t link_count() const { return links_.size(); }
   bool link_needs_connect(size_t b) const;
   void on_link_connecting(size_t b);
-  void on_link_connected(size_t b);
+  void on_link_connected(size_t b, bool adopted = false);
+  // A link about to connect may take an idle shared connection of this key instead.
+  bool adopt_key(size_t b, pool_key& key) const;
   // A connect failed (`was_open` false) or an open connection broke (true).
   void on_link_failed(size_t b, bool was_open);
   bool link_has_output(size_t b) const;
@@ -128,6 +130,17 @@ class session_core {
   const pool_key& link_key() const { return key_target_set_ ? key_target_ : key_; }
   // After take_link_output(b): how many replies the bytes taken will bring.
   size_t take_link_items(size_t b);
+  // ...and what they hold: a script, a CLIENT SETNAME (taken once, like the items).
+  uint8_t take_link_marks(size_t b) {
+    const uint8_t v = links_[b].marks_untaken;
+    links_[b].marks_untaken = 0;
+    return v;
+  }
+  static constexpr uint8_t mark_solo = 1;
+  static constexpr uint8_t mark_name = 2;
+  // Replies are due on shared link b for bytes the upstream took: its next bytes must go
+  // on the same connection (execution order); with none due, any connection will do.
+  bool link_due(size_t b) const { return links_[b].inflight.size() > links_[b].untaken; }
   // Replies, in order, for this session's items on the shared connection of link b.
   void on_link_reply(size_t b, std::string_view reply, const reply_info& info);
   void after_link_replies(size_t b);
@@ -252,6 +265,7 @@ class session_core {
     uint64_t silent_seq = 0;  // the last command sent here that answers nothing (CLIENT REPLY), +1
     bool shared = false;      // its bytes ride a shared connection of the worker's upstream
     uint32_t untaken = 0;     // items pushed since the upstream last took this link's bytes
+    uint8_t marks_untaken = 0;  // ...and what they hold (shared_link::mark_solo, mark_name)
     reply_framer framer;
     bool server_multi = false;  // the server connection is inside MULTI
   };
@@ -298,6 +312,10 @@ class session_core {
   // connection; false while it waits. `pin_all` pins every link (a fan-out).
   bool shared_prepare(entry& e, const policy::command_entry* cmd, const routing::arg_source& args,
                       size_t b, bool pin_all);
+  // Shared mode, a command on its way: a script marks its batch solo, CLIENT SETNAME
+  // marks it as naming the connection; CLIENT PAUSE and UNPAUSE tell the worker's
+  // upstream (session_env::note_pause).
+  void note_shared_effects(link& l, const routing::arg_source& args);
   bool answer_client_name(entry& e, const routing::arg_source& args);
   bool pinned_for_good_ = false;  // pinned by state that cannot be replayed
   std::vector<seg> tunnel_held_;  // SYNC's bytes, waiting for a new link's replayed state

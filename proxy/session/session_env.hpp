@@ -79,6 +79,10 @@ class session_env {
   virtual void count(size_t backend, counter c) = 0;
   // Shared mode: a client got a backend connection of its own.
   virtual void count_pin(pin_reason why) = 0;
+  // A CLIENT PAUSE went to a backend (until_ms: when it ends; 0: CLIENT UNPAUSE). While
+  // one may be in force, shared connections carry one client's commands at a time: a
+  // paused write must not hold back the reads of other clients queued behind it.
+  virtual void note_pause(int64_t until_ms) { (void)until_ms; }
   virtual void record_latency_us(uint64_t us) = 0;
 };
 

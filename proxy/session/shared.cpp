@@ -13,6 +13,7 @@
 // answered here, and the name is replayed if the link is pinned later.
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "policy/text.hpp"
 #include "proxy/resp/errors.hpp"
@@ -233,6 +234,39 @@ bool session_core::shared_prepare(entry& e, const policy::command_entry* cmd,
   key_target_set_ = true;
   key_wait_seq_ = e.seq;
   return true;
+}
+
+void session_core::note_shared_effects(link& l, const routing::arg_source& args) {
+  if (args.argc() < 2) return;
+  const std::string_view name = args.arg(0);
+  if (name.empty()) return;
+  const char c = static_cast<char>(name[0] | 0x20);
+  if (c == 'e' || c == 'f') {
+    // A script may run for as long as it likes; the server answers everyone else -BUSY
+    // meanwhile, and SCRIPT KILL ends it. Nobody else's command should queue behind it.
+    static constexpr std::string_view scripts[] = {"eval", "evalsha", "eval_ro", "evalsha_ro",
+                                                   "fcall", "fcall_ro"};
+    for (std::string_view n : scripts) {
+      if (policy::iequals_lower(name, n)) {
+        if (l.shared) l.marks_untaken |= mark_solo;
+        return;
+      }
+    }
+    return;
+  }
+  if (c != 'c' || !policy::iequals_lower(name, "client")) return;
+  const std::string_view sub = args.arg(1);
+  if (policy::iequals_lower(sub, "setname")) {
+    if (l.shared) l.marks_untaken |= mark_name;
+  } else if (policy::iequals_lower(sub, "unpause")) {
+    env_.note_pause(0);
+  } else if (policy::iequals_lower(sub, "pause") && args.argc() >= 3) {
+    // Its timeout in ms; a bad one fails at the server, and nothing is paused.
+    const std::string t(args.arg(2));
+    char* end = nullptr;
+    const long long ms = std::strtoll(t.c_str(), &end, 10);
+    if (end != t.c_str() && *end == '\0' && ms > 0) env_.note_pause(env_.now_ms() + ms);
+  }
 }
 
 bool session_core::answer_client_name(entry& e, const routing::arg_source& args) {

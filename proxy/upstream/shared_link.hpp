@@ -45,8 +45,17 @@ class shared_link {
   };
   failure on_failed();
 
-  // A session's bytes, taken from it, and how many replies they bring.
-  void add(owner o, const std::vector<out_span>& spans, size_t replies);
+  // A session's bytes, taken from it, and how many replies they bring. `marks`:
+  // - mark_solo: they hold a command that can keep the server busy for long (a script):
+  //   while its replies are due, no other session should join this connection (it would
+  //   wait behind it, where on a connection of its own it would get -BUSY at once);
+  // - mark_name: a CLIENT SETNAME, which names this connection on the server (the last
+  //   client's name wins); the name is cleared when that client goes (forget).
+  static constexpr uint8_t mark_solo = 1;
+  static constexpr uint8_t mark_name = 2;
+  void add(owner o, const std::vector<out_span>& spans, size_t replies, uint8_t marks = 0);
+  // The session whose CLIENT SETNAME named this connection last (null: none).
+  owner named_by() const { return named_by_; }
   bool has_output() const { return !out_.empty() && writing_.empty(); }
   const std::vector<out_span>& take_output();
   // The batch is written: its owners (each once) may be given their buffers back.
@@ -59,26 +68,35 @@ class shared_link {
   template <typename F>
   bool on_data(size_t n, F&& deliver);
 
-  // A session that is gone: its replies are dropped.
+  // A session that is gone: its replies are dropped; a name it gave this connection is
+  // cleared (CLIENT SETNAME "", answered to the link itself).
   void forget(owner o);
   bool idle() const { return runs_.empty() && out_.empty() && writing_.empty(); }
-  size_t replies_due() const;
+  size_t replies_due() const { return due_; }
+  bool solo_due() const { return solo_runs_ > 0; }
 
  private:
   struct run {
     owner o = nullptr;
     uint32_t replies = 0;
+    bool solo = false;
   };
   // The owner of replies whose session is gone: they are read and dropped.
   static owner dropped() {
     static char tag;
     return &tag;
   }
-  void push_run(owner o, size_t replies);
+  void push_run(owner o, size_t replies, bool solo);
+  void pop_run();
+  // The link's own command (bytes in gen_, answered to nobody).
+  void add_own(std::string_view cmd, size_t replies);
 
   pool_key key_;
   bool bad_ = false;
   ring<run> runs_;
+  size_t due_ = 0;        // replies due, over all runs
+  size_t solo_runs_ = 0;  // runs with a solo command
+  owner named_by_ = nullptr;
   std::vector<out_span> out_;
   std::vector<out_span> writing_;
   std::vector<owner> out_owners_;
@@ -109,7 +127,8 @@ bool shared_link::on_data(size_t n, F&& deliver) {
     if (runs_.empty()) continue;  // nothing asked
     run& r = runs_.front();
     const owner o = r.o;
-    if (--r.replies == 0) runs_.pop_front();
+    --due_;
+    if (--r.replies == 0) pop_run();
     if (o == dropped()) continue;
     if (o == nullptr) {
       // The handshake's own answers; an error makes the link unfit to share.

@@ -9,6 +9,9 @@
 
 namespace respfence::proxy {
 
+static_assert(session_core::mark_solo == shared_link::mark_solo &&
+              session_core::mark_name == shared_link::mark_name);
+
 namespace {
 client_session* session_of(shared_link::owner o) { return static_cast<client_session*>(o); }
 }  // namespace
@@ -57,7 +60,9 @@ void upstream::schedule() {
 }
 
 void upstream::forget(client_session* s) {
+  bool named = false;
   for (auto& c : conns_) {
+    if (c->open && c->core.named_by() == s) named = true;
     c->core.forget(s);
     auto& wt = c->waiting;
     wt.erase(std::remove_if(wt.begin(), wt.end(), [s](const auto& p) { return p.first == s; }),
@@ -66,25 +71,115 @@ void upstream::forget(client_session* s) {
   dirty_.erase(std::remove_if(dirty_.begin(), dirty_.end(),
                               [s](const auto& p) { return p.first == s; }),
                dirty_.end());
+  if (named) schedule();  // the name it gave a connection is cleared (shared_link::forget)
 }
 
 void upstream::take(conn& c, client_session* s, size_t b) {
   session_core& core = s->core();
   if (!core.link_shared(b) || !core.link_has_output(b)) return;
+  if (c.core.idle()) c.progress_ms = w_.now_ms();
   const std::vector<out_span>& spans = core.take_link_output(b);
   const size_t replies = core.take_link_items(b);
-  c.core.add(s, spans, replies);
+  c.core.add(s, spans, replies, core.take_link_marks(b));
   s->hold_op();  // its buffers are in this connection's batch until it is written
+}
+
+bool upstream::joinable(const conn& c, int64_t now, bool paused) const {
+  if (c.core.idle() && c.waiting.empty()) return true;
+  // Busy with other sessions' commands. Joining means waiting behind them, which is what
+  // batching is for, unless one of them can hold the server's answer back for long:
+  // - a script (the server answers -BUSY to everyone else, on their own connections);
+  // - a CLIENT PAUSE in force (a paused write would hold back the reads behind it);
+  // - no reply for stall_ms (a slow command, or a pause the proxy did not see).
+  if (paused || c.core.solo_due()) return false;
+  return !(c.core.replies_due() > 0 && now - c.progress_ms > stall_ms);
+}
+
+upstream::conn& upstream::pick(client_session* s, size_t b, int64_t now, bool paused) {
+  const pool_key& key = s->core().link_key();
+  // Replies due (or bytes waiting for the connect): the session stays where they are, so
+  // that its commands run in the order it sent them.
+  if (auto* cur = static_cast<conn*>(s->shared_conn(b));
+      cur != nullptr && cur->backend == b && cur->core.key() == key &&
+      (s->core().link_due(b) ||
+       std::find(cur->waiting.begin(), cur->waiting.end(), std::make_pair(s, b)) !=
+           cur->waiting.end())) {
+    return *cur;
+  }
+  // Otherwise: its usual connection, another of the usual ones, an extra one, a new extra
+  // one; failing all, its usual one anyway.
+  const size_t first = s->id() % per_key_;
+  conn* chosen = nullptr;
+  for (size_t i = 0; i < per_key_ && chosen == nullptr; ++i) {
+    conn& c = conn_for(b, key, (first + i) % per_key_);
+    if (joinable(c, now, paused)) chosen = &c;
+  }
+  if (chosen == nullptr) {
+    size_t extras = 0;
+    for (auto& c : conns_) {
+      if (c->backend != b || c->index < per_key_ || !(c->core.key() == key)) continue;
+      ++extras;
+      if (joinable(*c, now, paused)) {
+        chosen = c.get();
+        break;
+      }
+    }
+    if (chosen == nullptr && extras < max_extra) chosen = &conn_for(b, key, per_key_ + extras);
+  }
+  if (chosen == nullptr) chosen = &conn_for(b, key, first);
+  s->set_shared_conn(b, chosen);
+  return *chosen;
+}
+
+bool upstream::adopt(client_session* s, size_t b, const pool_key& key,
+                     asio::generic::stream_protocol::socket& out) {
+  if (closed_) return false;
+  conn* best = nullptr;
+  for (auto& c : conns_) {
+    // Not one that another client named: the name would be this client's then.
+    if (c->backend != b || !c->open || c->writing || !c->core.idle() || c->core.bad() ||
+        !c->waiting.empty() || !(c->core.key() == key) ||
+        (c->core.named_by() != nullptr && c->core.named_by() != s)) {
+      continue;
+    }
+    // An extra one first: the usual ones stay for the clients that share.
+    if (best == nullptr || (best->index < per_key_ && c->index >= per_key_)) best = c.get();
+  }
+  if (best == nullptr) return false;
+  conn& c = *best;
+  ++c.gen;  // its pending waits are stale
+  c.read_armed = c.write_armed = false;
+  asio::error_code ignored;
+  c.sock.cancel(ignored);
+  out = std::move(c.sock);
+  c.sock = asio::generic::stream_protocol::socket(w_.io());
+  c.open = false;
+  (void)c.core.on_failed();  // idle: nobody to tell; resets its framer and buffers
+  w_.shared_closed(b);
+  return true;
+}
+
+void upstream::sweep(int64_t now_ms) {
+  for (auto& c : conns_) {
+    if (c->index < per_key_ || !c->open || c->writing || !c->core.idle() || !c->waiting.empty()) {
+      continue;
+    }
+    if (now_ms - c->used_ms < extra_idle_ms) continue;
+    fail(*c, true);  // idle: nobody is told anything
+  }
 }
 
 void upstream::flush() {
   if (closed_) return;
   std::vector<std::pair<client_session*, size_t>> batch;
   batch.swap(dirty_);
+  const int64_t now = w_.now_ms();
+  const bool paused = w_.pause_active(now);
   for (auto [s, b] : batch) {
     s->shared_submitted(b, false);
     if (s->closing() || !s->core().link_shared(b) || !s->core().link_has_output(b)) continue;
-    conn& c = conn_for(b, s->core().link_key(), s->id() % per_key_);
+    conn& c = pick(s, b, now, paused);
+    c.used_ms = now;
     if (!c.open) {
       if (std::find(c.waiting.begin(), c.waiting.end(), std::make_pair(s, b)) == c.waiting.end()) {
         c.waiting.emplace_back(s, b);
@@ -127,6 +222,7 @@ void upstream::connect(conn& c) {
     }
     c.open = true;
     c.maybe_ready = true;
+    c.progress_ms = w_.now_ms();
     w_.shared_opened(c.backend);
     tune_socket(c.sock);
     c.core.on_connected();
@@ -196,6 +292,7 @@ void upstream::read_now(conn& c) {
       fail(c, true);
       return;
     }
+    if (got > 0) c.progress_ms = w_.now_ms();
     const bool ok = c.core.on_data(got, [&](shared_link::owner o, std::string_view reply,
                                             const reply_info& info) {
       client_session* s = session_of(o);

@@ -35,10 +35,17 @@ class upstream {
   void submit(client_session* s, size_t b);
   // Session s is being freed: its replies still due are dropped.
   void forget(client_session* s);
+  // A session pins backend b: an idle open shared connection of `key`, if there is one,
+  // becomes its own (moved into `out`); false if none is idle.
+  bool adopt(client_session* s, size_t b, const pool_key& key,
+             asio::generic::stream_protocol::socket& out);
   // Open shared connections to backend b (for /metrics).
   size_t open_connections(size_t b) const;
   void set_connect_timeout(uint32_t ms) { connect_timeout_ms_ = ms; }
   void close_all();
+  // About once a second: extra connections (opened because the usual ones were held by a
+  // script, a pause or a slow command) that have been idle a while are closed.
+  void sweep(int64_t now_ms);
 
  private:
   struct conn {
@@ -58,11 +65,18 @@ class upstream {
     bool write_armed = false;
     bool writing = false;
     bool maybe_ready = true;
+    // When replies last came, or the connection last went from idle to busy: a connection
+    // with replies due and no progress for a while is stalled (a slow command, a pause).
+    int64_t progress_ms = 0;
+    int64_t used_ms = 0;  // when it last carried anything (sweep)
     // Sessions whose bytes wait for this connection to open.
     std::vector<std::pair<client_session*, size_t>> waiting;
   };
 
   conn& conn_for(size_t b, const pool_key& key, size_t index);
+  // The connection session s's bytes for backend b go on (see flush()).
+  conn& pick(client_session* s, size_t b, int64_t now, bool paused);
+  bool joinable(const conn& c, int64_t now, bool paused) const;
   void schedule();
   void flush();
   void take(conn& c, client_session* s, size_t b);
@@ -76,6 +90,11 @@ class upstream {
 
   worker& w_;
   size_t per_key_;
+  // Extra connections per backend and key, beyond per_key_ (a bound: past it, a session
+  // waits behind whatever holds the usual connection, as it did before they existed).
+  static constexpr size_t max_extra = 256;
+  static constexpr int64_t stall_ms = 50;
+  static constexpr int64_t extra_idle_ms = 2000;
   uint32_t connect_timeout_ms_;
   std::vector<std::unique_ptr<conn>> conns_;
   std::vector<std::pair<client_session*, size_t>> dirty_;

@@ -287,5 +287,96 @@ class Connections(TestCase):
             self.assertEqual(stuck.reply(), big.encode())
 
 
+class HeadOfLine(TestCase):
+    """What can hold a server's answer back for long (a busy script, a CLIENT PAUSE, a
+    slow command) must not hold other clients queued behind it on a shared connection:
+    each client sees what it sees on its own connection to redis-server (the control)."""
+
+    def targets(self):
+        r = self.redis()
+        yield "direct", r, r.port
+        r2 = self.redis()
+        p = self.proxy(r2, threads=1, extra=SHARED)
+        yield "proxy", r2, p.port
+
+    def test_a_busy_script_answers_others_busy_and_script_kill_ends_it(self):
+        for where, server, port in self.targets():
+            with self.subTest(where=where):
+                server.raw().cmd("CONFIG", "SET", "lua-time-limit", "50")
+                looper = RawConn(port, timeout=10)
+                looper.send(encode("EVAL", "while true do end", "0"))
+                time.sleep(0.3)
+                other = RawConn(port, timeout=3)
+                got = other.cmd("PING")
+                self.assertIsInstance(got, Error, where)
+                self.assertTrue(got.startswith("BUSY"), got)
+                self.assertEqual(RawConn(port, timeout=3).cmd("SCRIPT", "KILL"), "OK")
+                got = looper.reply()
+                self.assertTrue(got.startswith("ERR Script killed by user"), (where, got))
+                self.assertEqual(other.cmd("PING"), "PONG")
+
+    def test_two_scripts_paused_at_once_are_two_blocked_clients(self):
+        # Redis's unit/pause: under CLIENT PAUSE WRITE, scripts of two clients are two
+        # blocked clients; the second must not sit behind the first on one connection.
+        for where, server, port in self.targets():
+            with self.subTest(where=where):
+                admin = RawConn(port)
+                self.assertEqual(admin.cmd("CLIENT", "PAUSE", "60000", "WRITE"), "OK")
+                a, b = RawConn(port, timeout=10), RawConn(port, timeout=10)
+                a.send(encode("EVAL", "return 1", "0"))
+                b.send(encode("EVAL", "#!lua\nreturn 2", "0"))
+                ctl = server.raw()
+                wait_until(lambda: b"blocked_clients:2" in ctl.cmd("INFO", "clients"), 5,
+                           what="%s: two blocked clients" % where)
+                # Reads of a third client go on while writes are paused.
+                self.assertIsNone(RawConn(port, timeout=3).cmd("GET", "nothing"))
+                self.assertEqual(admin.cmd("CLIENT", "UNPAUSE"), "OK")
+                self.assertEqual([a.reply(), b.reply()], [1, 2])
+
+    def test_a_pause_the_proxy_did_not_see_holds_only_the_writes(self):
+        # CLIENT PAUSE sent straight to the server: a write through the proxy waits; a
+        # read sent 200 ms later, by another client, is answered at once.
+        for where, server, port in self.targets():
+            with self.subTest(where=where):
+                ctl = server.raw()
+                self.assertEqual(ctl.cmd("CLIENT", "PAUSE", "5000", "WRITE"), "OK")
+                w = RawConn(port, timeout=10)
+                w.send(encode("SET", "paused", "1"))
+                time.sleep(0.2)
+                t0 = time.monotonic()
+                self.assertIsNone(RawConn(port, timeout=4).cmd("GET", "elsewhere"))
+                self.assertLess(time.monotonic() - t0, 1.0, where)
+                self.assertEqual(ctl.cmd("CLIENT", "UNPAUSE"), "OK")
+                self.assertEqual(w.reply(), "OK")
+
+    def test_a_blocking_command_sent_first_blocks_first(self):
+        # XREAD BLOCK on "$" waits for entries added after it runs. Sent, then an XADD
+        # from another client: the XREAD must get it (Redis's stream-cgroups does this).
+        # Its pin takes an idle shared connection, with no connect to wait for.
+        for where, server, port in self.targets():
+            with self.subTest(where=where):
+                rd, r = RawConn(port, timeout=10), RawConn(port, timeout=10)
+                self.assertEqual(r.cmd("PING"), "PONG")
+                self.assertEqual(rd.cmd("PING"), "PONG")
+                rd.send(encode("XREAD", "BLOCK", "3000", "STREAMS", "s", "$"))
+                r.cmd("XADD", "s", "1-1", "f", "v")
+                got = rd.reply()
+                self.assertIsNotNone(got, where)
+                self.assertEqual(got[0][1][0][0], b"1-1")
+
+    def test_a_client_name_leaves_with_its_client(self):
+        # CLIENT SETNAME names the shared connection it goes on (the last client's name
+        # wins there); once that client is gone, no connection bears its name.
+        for where, server, port in self.targets():
+            with self.subTest(where=where):
+                a = RawConn(port)
+                self.assertEqual(a.cmd("CLIENT", "SETNAME", "gone-soon"), "OK")
+                self.assertEqual(a.cmd("CLIENT", "GETNAME"), b"gone-soon")
+                self.assertIsNone(RawConn(port).cmd("CLIENT", "GETNAME"))
+                a.close()
+                wait_until(lambda: all(c.get("name") != "gone-soon" for c in proxy_clients(server)),
+                           5, what="%s: no connection named gone-soon" % where)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -133,3 +133,54 @@ TEST_CASE("shared_link: a broken connection names each owner once") {
   CHECK(l.idle());
   CHECK(l.replies_due() == 0);
 }
+
+TEST_CASE("shared_link: a script keeps the link solo until its run is answered") {
+  shared_link l(pool_key{});
+  l.on_connected();
+  const std::string get = "*2\r\n$3\r\nGET\r\n$1\r\na\r\n";
+  const std::string eval = "*3\r\n$4\r\nEVAL\r\n$8\r\nreturn 1\r\n$1\r\n0\r\n";
+  l.add(B, {out_span{get.data(), get.size()}}, 1);
+  CHECK_FALSE(l.solo_due());
+  l.add(A, {out_span{eval.data(), eval.size()}}, 1, shared_link::mark_solo);
+  CHECK(l.solo_due());
+  // More of the same owner joins its run, which stays solo until all of it is answered.
+  l.add(A, {out_span{get.data(), get.size()}}, 1);
+  CHECK(written(l) == get + eval + get);
+  CHECK(l.replies_due() == 3);
+  auto got = feed(l, "$-1\r\n:1\r\n", 1);
+  CHECK(got.size() == 2);
+  CHECK(l.solo_due());
+  got = feed(l, "$-1\r\n", 2);
+  CHECK(got.size() == 1);
+  CHECK_FALSE(l.solo_due());
+  CHECK(l.replies_due() == 0);
+  // A failure forgets it too.
+  l.add(A, {out_span{eval.data(), eval.size()}}, 1, shared_link::mark_solo);
+  CHECK(l.solo_due());
+  (void)l.on_failed();
+  CHECK_FALSE(l.solo_due());
+  CHECK(l.replies_due() == 0);
+}
+
+TEST_CASE("shared_link: the name a client gave the link is cleared when it goes") {
+  pool_key key;
+  key.db = 3;
+  shared_link l(key);
+  const std::string setname = "*3\r\n$6\r\nCLIENT\r\n$7\r\nSETNAME\r\n$1\r\nx\r\n";
+  l.add(A, {out_span{setname.data(), setname.size()}}, 1, shared_link::mark_name);
+  CHECK(l.named_by() == A);
+  l.forget(B);
+  CHECK(l.named_by() == A);
+  // A leaves before the connection is even up: the handshake, A's bytes (its reply is
+  // dropped) and the clearing SETNAME go in that order, each of the link's own spans
+  // with its own bytes.
+  l.forget(A);
+  CHECK(l.named_by() == nullptr);
+  l.on_connected();
+  CHECK(written(l) == "*2\r\n$6\r\nSELECT\r\n$1\r\n3\r\n" + setname +
+                          "*3\r\n$6\r\nCLIENT\r\n$7\r\nSETNAME\r\n$0\r\n\r\n");
+  const auto got = feed(l, "+OK\r\n+OK\r\n+OK\r\n", 1);
+  CHECK(got.empty());
+  CHECK(l.idle());
+  CHECK_FALSE(l.bad());
+}
