@@ -43,9 +43,7 @@ struct server_config {
   std::string listen = "127.0.0.1:7379";
   std::string admin = "127.0.0.1:9379";  // "" disables the admin endpoint
   uint32_t threads = 0;                  // 0 = one per core
-  // Dedicated by default: with shared connections Redis's own suite still differs (a
-  // running script or CLIENT PAUSE holds every client of its shared connection).
-  connection_model connections = connection_model::dedicated;
+  connection_model connections = connection_model::shared;
   uint32_t shared_connections = 1;       // per worker, backend and connection state
   uint64_t client_output_limit = 8u << 20;  // per client: past this, stop forwarding its requests
   // Per client: unanswered request bytes read ahead while its output is over the limit
