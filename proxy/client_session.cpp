@@ -202,7 +202,7 @@ void client_session::arm_client_write() {
 
 void client_session::connect_link(size_t b) {
   link_io& l = *links_[b];
-  if (pool_key key; core_.adopt_key(b, key) && w_.shared().adopt(this, b, key, l.sock)) {
+  if (pool_key key; core_.adopt_key(b, key) && w_.shared().adopt(b, key, l.sock)) {
     // Pinned onto an idle shared connection: open already, in the client's state.
     core_.on_link_connecting(b);
     l.open = true;

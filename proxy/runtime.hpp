@@ -55,7 +55,18 @@ class runtime {
   size_t shared_connections() const { return cfg_.server.shared_connections; }
   void worker_idle(size_t i);
   // A CLIENT PAUSE went through (session_env::note_pause): until when it may be in force.
-  void note_pause(int64_t until_ms) { pause_until_ms_.store(until_ms, std::memory_order_relaxed); }
+  // A later pause never shortens one in force (the server keeps the later end too);
+  // 0 (CLIENT UNPAUSE answered OK) ends it.
+  void note_pause(int64_t until_ms) {
+    if (until_ms == 0) {
+      pause_until_ms_.store(0, std::memory_order_relaxed);
+      return;
+    }
+    int64_t cur = pause_until_ms_.load(std::memory_order_relaxed);
+    while (cur < until_ms &&
+           !pause_until_ms_.compare_exchange_weak(cur, until_ms, std::memory_order_relaxed)) {
+    }
+  }
   bool pause_active(int64_t now_ms) const {
     return pause_until_ms_.load(std::memory_order_relaxed) > now_ms;
   }

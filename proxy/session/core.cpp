@@ -475,7 +475,7 @@ void session_core::send(entry& e, size_t b, const routing::arg_source& args) {
   e.exempt = (e.cflags & policy::flag_blocking) != 0 || kind == reply_kind::subscribe ||
              k == command_kind::monitor || monitor_;
   link& l = ensure_link(b);
-  if (lim_.shared) note_shared_effects(l, args);
+  if (lim_.shared) note_shared_effects(e, l, args);
   if (e.asking) {
     // -ASK: this one command goes to the importing node, announced by ASKING.
     send_gen(b, "*1\r\n$6\r\nASKING\r\n", detail::item_swallow, e.seq);

@@ -168,7 +168,10 @@ void session_core::on_reply(size_t b, std::string_view reply, const reply_info& 
     tx_queued_ = 0;
     tx_state_.clear();
   }
-  if (!info.is_error()) record_state(e, reply);
+  if (!info.is_error()) {
+    record_state(e, reply);
+    if (lim_.shared) note_shared_reply(e);
+  }
   if (e.kind == reply_kind::ping_bare && info.type == '$') {
     deliver(e, rep::pong);
   } else if (e.kind == reply_kind::own_name && !info.is_error()) {

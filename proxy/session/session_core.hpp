@@ -130,14 +130,20 @@ class session_core {
   const pool_key& link_key() const { return key_target_set_ ? key_target_ : key_; }
   // After take_link_output(b): how many replies the bytes taken will bring.
   size_t take_link_items(size_t b);
-  // ...and what they hold: a script, a CLIENT SETNAME (taken once, like the items).
+  // ...and what they hold: a script (taken once, like the items).
   uint8_t take_link_marks(size_t b) {
     const uint8_t v = links_[b].marks_untaken;
     links_[b].marks_untaken = 0;
     return v;
   }
   static constexpr uint8_t mark_solo = 1;
-  static constexpr uint8_t mark_name = 2;
+  // A CLIENT SETNAME answered OK on shared link b since the last call: its connection now
+  // bears this client's name (upstream: shared_link::set_named_by).
+  bool take_link_named(size_t b) {
+    const bool v = links_[b].named;
+    links_[b].named = false;
+    return v;
+  }
   // Replies are due on shared link b for bytes the upstream took: its next bytes must go
   // on the same connection (execution order); with none due, any connection will do.
   bool link_due(size_t b) const { return links_[b].inflight.size() > links_[b].untaken; }
@@ -212,6 +218,7 @@ class session_core {
     bool in_tx = false;          // it arrived inside MULTI (or is MULTI)
     int64_t queued_at = 0;       // when it first waited for its backend: the deadline counts from there
     uint64_t own_fence = 0;      // a flush: the fence it raised, until it is answered
+    bool unpause = false;        // shared mode: a CLIENT UNPAUSE outside MULTI
   };
 
   // A LOADING answer whose command may be sent again (design.md §6): only once the prober has
@@ -265,7 +272,8 @@ class session_core {
     uint64_t silent_seq = 0;  // the last command sent here that answers nothing (CLIENT REPLY), +1
     bool shared = false;      // its bytes ride a shared connection of the worker's upstream
     uint32_t untaken = 0;     // items pushed since the upstream last took this link's bytes
-    uint8_t marks_untaken = 0;  // ...and what they hold (shared_link::mark_solo, mark_name)
+    uint8_t marks_untaken = 0;  // ...and what they hold (shared_link::mark_solo)
+    bool named = false;  // a CLIENT SETNAME was answered OK here (take_link_named)
     reply_framer framer;
     bool server_multi = false;  // the server connection is inside MULTI
   };
@@ -312,11 +320,15 @@ class session_core {
   // connection; false while it waits. `pin_all` pins every link (a fan-out).
   bool shared_prepare(entry& e, const policy::command_entry* cmd, const routing::arg_source& args,
                       size_t b, bool pin_all);
-  // Shared mode, a command on its way: a script marks its batch solo, CLIENT SETNAME
-  // marks it as naming the connection; CLIENT PAUSE and UNPAUSE tell the worker's
-  // upstream (session_env::note_pause).
-  void note_shared_effects(link& l, const routing::arg_source& args);
+  // Shared mode, a command on its way: a script marks its batch solo; CLIENT PAUSE tells
+  // the worker's upstream (session_env::note_pause) when it is sent, or with the EXEC of
+  // its block; CLIENT UNPAUSE is marked, and noted once it is answered OK.
+  void note_shared_effects(entry& e, link& l, const routing::arg_source& args);
+  // ...and what its answer (not an error) says: a name on a shared connection, a pause
+  // that ended.
+  void note_shared_reply(const entry& e);
   bool answer_client_name(entry& e, const routing::arg_source& args);
+  int64_t tx_pause_ms_ = 0;  // shared mode: the longest CLIENT PAUSE queued in this MULTI
   bool pinned_for_good_ = false;  // pinned by state that cannot be replayed
   std::vector<seg> tunnel_held_;  // SYNC's bytes, waiting for a new link's replayed state
   // A MULTI block on the server: state commands answered +QUEUED, by their place in the

@@ -236,9 +236,8 @@ bool session_core::shared_prepare(entry& e, const policy::command_entry* cmd,
   return true;
 }
 
-void session_core::note_shared_effects(link& l, const routing::arg_source& args) {
-  if (args.argc() < 2) return;
-  const std::string_view name = args.arg(0);
+void session_core::note_shared_effects(entry& e, link& l, const routing::arg_source& args) {
+  const std::string_view name = args.argc() > 0 ? args.arg(0) : std::string_view{};
   if (name.empty()) return;
   const char c = static_cast<char>(name[0] | 0x20);
   if (c == 'e' || c == 'f') {
@@ -248,24 +247,49 @@ void session_core::note_shared_effects(link& l, const routing::arg_source& args)
                                                    "fcall", "fcall_ro"};
     for (std::string_view n : scripts) {
       if (policy::iequals_lower(name, n)) {
-        if (l.shared) l.marks_untaken |= mark_solo;
+        if (l.shared && args.argc() >= 2) l.marks_untaken |= mark_solo;
         return;
       }
     }
+    if (tx_pause_ms_ > 0 && policy::iequals_lower(name, "exec")) {
+      // A pause queued in the block starts when the block runs.
+      env_.note_pause(env_.now_ms() + tx_pause_ms_);
+      tx_pause_ms_ = 0;
+    }
     return;
   }
-  if (c != 'c' || !policy::iequals_lower(name, "client")) return;
+  if (c == 'd' || c == 'r') {
+    if (policy::iequals_lower(name, "discard") || policy::iequals_lower(name, "reset")) {
+      tx_pause_ms_ = 0;
+    }
+    return;
+  }
+  if (c != 'c' || args.argc() < 2 || !policy::iequals_lower(name, "client")) return;
   const std::string_view sub = args.arg(1);
-  if (policy::iequals_lower(sub, "setname")) {
-    if (l.shared) l.marks_untaken |= mark_name;
-  } else if (policy::iequals_lower(sub, "unpause")) {
-    env_.note_pause(0);
+  if (policy::iequals_lower(sub, "unpause")) {
+    // Only an UNPAUSE that ran ends the pause (on_reply); one queued in MULTI is left to
+    // the pause's own timeout.
+    e.unpause = !l.server_multi;
   } else if (policy::iequals_lower(sub, "pause") && args.argc() >= 3) {
-    // Its timeout in ms; a bad one fails at the server, and nothing is paused.
+    // Its timeout in ms. Noted before it runs (a bad one fails at the server, and the
+    // proxy then steers for nothing until the deadline: harmless).
     const std::string t(args.arg(2));
     char* end = nullptr;
     const long long ms = std::strtoll(t.c_str(), &end, 10);
-    if (end != t.c_str() && *end == '\0' && ms > 0) env_.note_pause(env_.now_ms() + ms);
+    if (end == t.c_str() || *end != '\0' || ms <= 0) return;
+    if (l.server_multi) {
+      tx_pause_ms_ = std::max<int64_t>(tx_pause_ms_, ms);
+    } else {
+      env_.note_pause(env_.now_ms() + ms);
+    }
+  }
+}
+
+void session_core::note_shared_reply(const entry& e) {
+  if (e.unpause) env_.note_pause(0);
+  if (e.ckind == command_kind::client_setname && e.backend < links_.size() &&
+      links_[e.backend].shared && !links_[e.backend].server_multi) {
+    links_[e.backend].named = true;
   }
 }
 

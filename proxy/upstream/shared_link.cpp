@@ -91,7 +91,6 @@ shared_link::failure shared_link::on_failed() {
 }
 
 void shared_link::add(owner o, const std::vector<out_span>& spans, size_t replies, uint8_t marks) {
-  if ((marks & mark_name) != 0) named_by_ = o;
   const bool solo = (marks & mark_solo) != 0;
   out_.insert(out_.end(), spans.begin(), spans.end());
   if (std::find(out_owners_.begin(), out_owners_.end(), o) == out_owners_.end()) {
@@ -148,10 +147,12 @@ void shared_link::forget(owner o) {
     if (runs_[i].o == o) runs_[i].o = dropped();
   }
   out_owners_.erase(std::remove(out_owners_.begin(), out_owners_.end(), o), out_owners_.end());
-  if (named_by_ == o) {
-    named_by_ = nullptr;
-    add_own("*3\r\n$6\r\nCLIENT\r\n$7\r\nSETNAME\r\n$0\r\n\r\n", 1);
-  }
+  if (named_by_ == o) clear_name();
+}
+
+void shared_link::clear_name() {
+  named_by_ = nullptr;
+  add_own("*3\r\n$6\r\nCLIENT\r\n$7\r\nSETNAME\r\n$0\r\n\r\n", 1);
 }
 
 

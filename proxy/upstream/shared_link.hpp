@@ -46,16 +46,17 @@ class shared_link {
   failure on_failed();
 
   // A session's bytes, taken from it, and how many replies they bring. `marks`:
-  // - mark_solo: they hold a command that can keep the server busy for long (a script):
-  //   while its replies are due, no other session should join this connection (it would
-  //   wait behind it, where on a connection of its own it would get -BUSY at once);
-  // - mark_name: a CLIENT SETNAME, which names this connection on the server (the last
-  //   client's name wins); the name is cleared when that client goes (forget).
+  // mark_solo: they hold a command that can keep the server busy for long (a script):
+  // while its replies are due, no other session should join this connection (it would
+  // wait behind it, where on a connection of its own it would get -BUSY at once).
   static constexpr uint8_t mark_solo = 1;
-  static constexpr uint8_t mark_name = 2;
   void add(owner o, const std::vector<out_span>& spans, size_t replies, uint8_t marks = 0);
-  // The session whose CLIENT SETNAME named this connection last (null: none).
+  // The session whose CLIENT SETNAME (answered OK) named this connection last; null:
+  // none. The name is cleared when that session goes (forget) or names another one
+  // (clear_name).
   owner named_by() const { return named_by_; }
+  void set_named_by(owner o) { named_by_ = o; }
+  void clear_name();
   bool has_output() const { return !out_.empty() && writing_.empty(); }
   const std::vector<out_span>& take_output();
   // The batch is written: its owners (each once) may be given their buffers back.

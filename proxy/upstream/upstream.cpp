@@ -9,8 +9,7 @@
 
 namespace respfence::proxy {
 
-static_assert(session_core::mark_solo == shared_link::mark_solo &&
-              session_core::mark_name == shared_link::mark_name);
+static_assert(session_core::mark_solo == shared_link::mark_solo);
 
 namespace {
 client_session* session_of(shared_link::owner o) { return static_cast<client_session*>(o); }
@@ -131,15 +130,14 @@ upstream::conn& upstream::pick(client_session* s, size_t b, int64_t now, bool pa
   return *chosen;
 }
 
-bool upstream::adopt(client_session* s, size_t b, const pool_key& key,
-                     asio::generic::stream_protocol::socket& out) {
+bool upstream::adopt(size_t b, const pool_key& key, asio::generic::stream_protocol::socket& out) {
   if (closed_) return false;
   conn* best = nullptr;
   for (auto& c : conns_) {
-    // Not one that another client named: the name would be this client's then.
+    // Not a named one: its name might not be this client's (another client's, or one
+    // this client has since dropped with RESET or HELLO ... SETNAME "").
     if (c->backend != b || !c->open || c->writing || !c->core.idle() || c->core.bad() ||
-        !c->waiting.empty() || !(c->core.key() == key) ||
-        (c->core.named_by() != nullptr && c->core.named_by() != s)) {
+        !c->waiting.empty() || !(c->core.key() == key) || c->core.named_by() != nullptr) {
       continue;
     }
     // An extra one first: the usual ones stay for the clients that share.
@@ -307,6 +305,21 @@ void upstream::read_now(conn& c) {
     if (!again) c.maybe_ready = false;
   }
   for (client_session* s : touched) {
+    if (s->core().take_link_named(c.backend)) {
+      // Its CLIENT SETNAME named this connection: a name it gave another one is cleared
+      // there (a client has one name).
+      for (auto& o : conns_) {
+        if (o.get() != &c && o->core.named_by() == s) {
+          if (o->open) {
+            o->core.clear_name();
+          } else {
+            o->core.set_named_by(nullptr);
+          }
+        }
+      }
+      c.core.set_named_by(s);
+      schedule();
+    }
     s->core().after_link_replies(c.backend);
     if (!s->closing()) s->pump();
   }

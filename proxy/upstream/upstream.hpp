@@ -37,8 +37,7 @@ class upstream {
   void forget(client_session* s);
   // A session pins backend b: an idle open shared connection of `key`, if there is one,
   // becomes its own (moved into `out`); false if none is idle.
-  bool adopt(client_session* s, size_t b, const pool_key& key,
-             asio::generic::stream_protocol::socket& out);
+  bool adopt(size_t b, const pool_key& key, asio::generic::stream_protocol::socket& out);
   // Open shared connections to backend b (for /metrics).
   size_t open_connections(size_t b) const;
   void set_connect_timeout(uint32_t ms) { connect_timeout_ms_ = ms; }

@@ -167,7 +167,8 @@ TEST_CASE("shared_link: the name a client gave the link is cleared when it goes"
   key.db = 3;
   shared_link l(key);
   const std::string setname = "*3\r\n$6\r\nCLIENT\r\n$7\r\nSETNAME\r\n$1\r\nx\r\n";
-  l.add(A, {out_span{setname.data(), setname.size()}}, 1, shared_link::mark_name);
+  l.add(A, {out_span{setname.data(), setname.size()}}, 1);
+  l.set_named_by(A);  // the upstream does, once the session saw +OK
   CHECK(l.named_by() == A);
   l.forget(B);
   CHECK(l.named_by() == A);
