@@ -333,9 +333,10 @@ class Proxy:
         self.logfile = os.path.join(self.dir, "respfence.log")
         self.proc = None
         self.backends = backends
-        # RESPFENCE_CONNECTIONS=shared runs a test with shared backend connections (the
-        # default is one backend connection per client); a test may name its own.
-        self.connections = os.environ.get("RESPFENCE_CONNECTIONS") or "dedicated"
+        # Tests run in respfence's default model, shared backend connections;
+        # RESPFENCE_CONNECTIONS=dedicated runs them with one backend connection per
+        # client. A test may name its own.
+        self.connections = os.environ.get("RESPFENCE_CONNECTIONS") or "shared"
         if "connections =" in extra:
             self.connections = "dedicated" if 'connections = "dedicated"' in extra else "shared"
         else:
