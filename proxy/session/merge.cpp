@@ -11,6 +11,7 @@
 #include "proxy/resp/errors.hpp"
 #include "proxy/resp/reply_framer.hpp"
 #include "proxy/resp/resp_writer.hpp"
+#include "proxy/session/session_internal.hpp"
 
 namespace respfence::proxy {
 
@@ -88,6 +89,9 @@ bool split_elements(std::string_view reply, std::vector<std::string_view>& out, 
 
 namespace {
 
+using detail::parse_i64;
+
+
 bool is_error(const std::string& r) { return !r.empty() && (r[0] == '-' || r[0] == '!'); }
 
 const std::string* first_error(const merge_state& m) {
@@ -120,12 +124,6 @@ std::string_view info_body(std::string_view r) {
     return {};
   }
   return bulk_payload(r);
-}
-
-bool parse_i64(std::string_view s, int64_t& v) {
-  if (s.empty()) return false;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  return ec == std::errc() && p == s.data() + s.size();
 }
 
 // How one INFO field of several backends becomes one.

@@ -1,6 +1,7 @@
 #pragma once
 // Helpers shared by the session_core translation units. Not part of any interface.
 
+#include <charconv>
 #include <cstdint>
 #include <string_view>
 #include <vector>
@@ -29,6 +30,12 @@ inline constexpr uint8_t item_replay = 2;   // state replayed on a new connectio
 inline constexpr uint8_t item_part = 3;     // one part of a split/fan-out command
 
 int64_t now_us();
+// A whole decimal integer, as the server's string2ll reads one (no spaces, no '+').
+inline bool parse_i64(std::string_view s, int64_t& v) {
+  if (s.empty()) return false;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  return ec == std::errc() && p == s.data() + s.size();
+}
 bool is_subscribe_kind(policy::command_kind k);
 // The command (or container|subcommand) entry; null when the table does not know it.
 const policy::command_entry* lookup(const policy::policy_table& pol,

@@ -13,7 +13,6 @@
 // answered here, and the name is replayed if the link is pinned later.
 
 #include <algorithm>
-#include <cstdlib>
 
 #include "policy/text.hpp"
 #include "proxy/resp/errors.hpp"
@@ -273,10 +272,8 @@ void session_core::note_shared_effects(entry& e, link& l, const routing::arg_sou
   } else if (policy::iequals_lower(sub, "pause") && args.argc() >= 3) {
     // Its timeout in ms. Noted before it runs (a bad one fails at the server, and the
     // proxy then steers for nothing until the deadline: harmless).
-    const std::string t(args.arg(2));
-    char* end = nullptr;
-    const long long ms = std::strtoll(t.c_str(), &end, 10);
-    if (end == t.c_str() || *end != '\0' || ms <= 0) return;
+    int64_t ms = 0;
+    if (!detail::parse_i64(args.arg(2), ms) || ms <= 0) return;
     if (l.server_multi) {
       tx_pause_ms_ = std::max<int64_t>(tx_pause_ms_, ms);
     } else {

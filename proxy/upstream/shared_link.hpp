@@ -53,7 +53,7 @@ class shared_link {
   void add(owner o, const std::vector<out_span>& spans, size_t replies, uint8_t marks = 0);
   // The session whose CLIENT SETNAME (answered OK) named this connection last; null:
   // none. The name is cleared when that session goes (forget) or names another one
-  // (clear_name).
+  // (clear_name). Only an open connection has one: on_failed() forgets it.
   owner named_by() const { return named_by_; }
   void set_named_by(owner o) { named_by_ = o; }
   void clear_name();

@@ -61,7 +61,7 @@ void upstream::schedule() {
 void upstream::forget(client_session* s) {
   bool named = false;
   for (auto& c : conns_) {
-    if (c->open && c->core.named_by() == s) named = true;
+    if (c->core.named_by() == s) named = true;
     c->core.forget(s);
     auto& wt = c->waiting;
     wt.erase(std::remove_if(wt.begin(), wt.end(), [s](const auto& p) { return p.first == s; }),
@@ -309,13 +309,7 @@ void upstream::read_now(conn& c) {
       // Its CLIENT SETNAME named this connection: a name it gave another one is cleared
       // there (a client has one name).
       for (auto& o : conns_) {
-        if (o.get() != &c && o->core.named_by() == s) {
-          if (o->open) {
-            o->core.clear_name();
-          } else {
-            o->core.set_named_by(nullptr);
-          }
-        }
+        if (o.get() != &c && o->core.named_by() == s) o->core.clear_name();
       }
       c.core.set_named_by(s);
       schedule();
