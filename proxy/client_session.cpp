@@ -2,19 +2,37 @@
 
 #include <span>
 
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "proxy/socket_util.hpp"
 #include "proxy/worker.hpp"
 
 namespace respfence::proxy {
 
-client_session::client_session(worker& w, socket s, session_core::limits lim,
+client_session::client_session(worker& w, int fd, session_core::limits lim,
                                uint32_t connect_timeout_ms, uint64_t id)
-    : w_(w), sock_(std::move(s)), core_(w, lim), connect_timeout_ms_(connect_timeout_ms), id_(id) {
+    : w_(w), fd_(fd), core_(w, lim), connect_timeout_ms_(connect_timeout_ms), id_(id) {
   core_.set_user(this);
-  tune_socket(sock_);
 }
 
-client_session::~client_session() = default;
+client_session::~client_session() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void client_session::on_ready(uint32_t events) {
+  if (closing_ || client_closed_) return;
+  bool act = false;
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+    maybe_ready_ = true;  // a hang-up or error is what the next read returns
+    act = true;
+  }
+  if (write_armed_ && (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))) {
+    write_armed_ = false;
+    act = true;
+  }
+  if (act) pump();
+}
 
 void client_session::start() { pump(); }
 
@@ -78,7 +96,7 @@ void client_session::pump() {
         progress |= read_link_now(b);
       }
     }
-    if (!closing_ && !client_closed_ && !read_armed_ && maybe_ready_ && core_.wants_client_read()) {
+    if (!closing_ && !client_closed_ && maybe_ready_ && core_.wants_client_read()) {
       progress |= read_client_now();
     }
     if (closing_) break;
@@ -103,13 +121,7 @@ void client_session::pump() {
   if (!closing_) {
     // Wait for whatever would block. A socket not waited on now keeps "maybe ready":
     // an edge that arrives meanwhile is not seen again, so it is read directly later.
-    if (!read_armed_ && !client_closed_) {
-      if (!maybe_ready_ && core_.wants_client_read()) {
-        arm_client_read();
-      } else {
-        maybe_ready_ = true;
-      }
-    }
+    // (The client socket needs no wait: the poller reports every edge.)
     for (size_t b = 0; b < links_.size(); ++b) {
       link_io& l = *links_[b];
       if (!l.open || l.read_armed || core_.link_shared(b)) continue;
@@ -128,34 +140,38 @@ void client_session::pump() {
 bool client_session::read_client_now() {
   auto [p, n] = core_.client_read_buffer();
   if (n == 0) return false;
-  asio::error_code ec;
-  const size_t got = sock_.read_some(asio::buffer(p, n), ec);
-  if (would_block(ec)) {
+  ssize_t r;
+  do {
+    r = ::recv(fd_, p, n, 0);
+  } while (r < 0 && errno == EINTR);
+  if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
     maybe_ready_ = false;
     return false;
   }
-  if (ec) {  // EOF included: the client is gone
+  if (r <= 0) {  // EOF included: the client is gone
     close();
     return true;
   }
+  const size_t got = static_cast<size_t>(r);
   core_.on_client_data(got);
   if (got < n) maybe_ready_ = false;  // a short read drained the socket
   return true;
 }
 
 bool client_session::write_client_now() {
-  asio::error_code ec;
-  const size_t n =
-      sock_.write_some(asio::buffer(out_.data() + out_done_, out_.size() - out_done_), ec);
-  if (would_block(ec)) {
+  ssize_t r;
+  do {
+    r = ::send(fd_, out_.data() + out_done_, out_.size() - out_done_, MSG_NOSIGNAL);
+  } while (r < 0 && errno == EINTR);
+  if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
     arm_client_write();
     return false;
   }
-  if (ec) {
+  if (r < 0) {
     close();
     return true;
   }
-  out_done_ += n;
+  out_done_ += static_cast<size_t>(r);
   if (out_done_ < out_.size()) {
     arm_client_write();
     return true;
@@ -165,37 +181,13 @@ bool client_session::write_client_now() {
   return true;
 }
 
-void client_session::arm_client_read() {
-  read_armed_ = true;
-  ++ops_;
-  sock_.async_wait(socket::wait_read, [this](const asio::error_code& ec) {
-    read_armed_ = false;
-    if (!closing_ && !client_closed_) {
-      if (ec) {
-        close();
-      } else {
-        maybe_ready_ = true;
-        pump();
-      }
-    }
-    op_done();
-  });
-}
-
 void client_session::arm_client_write() {
+  // The poller's EPOLLOUT edge (or a hang-up) clears it; see on_ready.
   write_armed_ = true;
-  ++ops_;
-  sock_.async_wait(socket::wait_write, [this](const asio::error_code& ec) {
-    write_armed_ = false;
-    if (!closing_ && !client_closed_) {
-      if (ec) {
-        close();
-      } else {
-        pump();
-      }
-    }
-    op_done();
-  });
+  if (!want_write_) {
+    want_write_ = true;
+    w_.poller().want_write(fd_, this);
+  }
 }
 
 // ---------------------------------------------------------------- backend links
@@ -372,7 +364,8 @@ void client_session::close() {
       core_.client_output_done();
     }
     core_.on_client_closed();
-    sock_.close(ignored);
+    ::close(fd_);  // leaves the poller's set with it
+    fd_ = -1;
     if (core_.lingering()) {
       // Its flush is on the wire; the fence holds every other client until the backend
       // answers it, so the links stay open for that reply. pump() closes the rest then.

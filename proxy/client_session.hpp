@@ -3,37 +3,43 @@
 // backend link, and does whatever I/O the core asks for after each event (pump()).
 // All of it runs on one worker thread; no locks.
 //
-// I/O is done directly on non-blocking sockets, with Asio used for readiness only:
+// I/O is done directly on non-blocking sockets; readiness comes from the worker's
+// client_poller for the client socket, and from Asio for backend links:
 //  - a write is attempted at once (one sendmsg for the whole gathered batch); only if
 //    the socket is full does the shell wait for it to become writable;
 //  - a read that comes back short has drained the socket, so the next one waits for
-//    readiness instead of trying (and failing with EAGAIN) first. Asio's reactor is
-//    edge-triggered: a socket whose read is not re-armed in the same handler is marked
-//    "maybe ready" and read directly next time, so that no edge is ever lost.
-// This saves two syscalls and an allocation per request over async_read_some/async_write.
+//    readiness instead of trying (and failing with EAGAIN) first. Both reactors are
+//    edge-triggered: a socket is "maybe ready" from an event until a read comes back
+//    short, and read directly while it is, so that no edge is ever lost.
+// This saves three syscalls and an allocation per request over async_read_some/async_write.
 
 #include <memory>
 #include <vector>
 
 #include <asio.hpp>
 
+#include "proxy/client_poller.hpp"
 #include "proxy/session/session_core.hpp"
 
 namespace respfence::proxy {
 
 class worker;
 
-class client_session {
+class client_session final : public client_ready_target {
  public:
   using socket = asio::generic::stream_protocol::socket;
 
-  client_session(worker& w, socket s, session_core::limits lim, uint32_t connect_timeout_ms,
+  // fd: a connected, non-blocking client socket; the session owns it, and the worker
+  // adds it to its poller once the session exists.
+  client_session(worker& w, int fd, session_core::limits lim, uint32_t connect_timeout_ms,
                  uint64_t id);
   ~client_session();
   client_session(const client_session&) = delete;
   client_session& operator=(const client_session&) = delete;
 
   void start();
+  // The client socket's events, from the worker's client_poller.
+  void on_ready(uint32_t events) override;
   // Do whatever reads, writes and connects the core wants now.
   void pump();
   session_core& core() { return core_; }
@@ -41,6 +47,7 @@ class client_session {
 
   // ---- for the worker's upstream (shared links) ----
   uint64_t id() const { return id_; }
+  int fd() const { return fd_; }
   bool closing() const { return closing_; }
   // The upstream holds this session's buffers in a batch: it is not freed meanwhile.
   void hold_op() { ++ops_; }
@@ -75,7 +82,6 @@ class client_session {
   bool write_client_now();
   bool read_link_now(size_t b);
   bool write_link_now(size_t b);
-  void arm_client_read();
   void arm_client_write();
   void arm_link_read(size_t b);
   void arm_link_write(size_t b);
@@ -86,16 +92,16 @@ class client_session {
   void op_done();
 
   worker& w_;
-  socket sock_;
+  int fd_;  // the client socket: out of Asio, in the worker's client_poller
   session_core core_;
   uint32_t connect_timeout_ms_;
   std::vector<std::unique_ptr<link_io>> links_;
   std::string_view out_;      // client output being written
   size_t out_done_ = 0;       // bytes of out_ already written
-  bool read_armed_ = false;
-  // A new connection waits for readability (Asio re-evaluates readiness when it arms the
-  // wait, so bytes already there are seen) instead of allocating a buffer to try a read.
+  // A new connection waits for its first event (adding it to the poller reports bytes
+  // already there) instead of allocating a buffer to try a read.
   bool maybe_ready_ = false;
+  bool want_write_ = false;  // the poller reports writability too
   bool write_armed_ = false;
   bool writing_ = false;
   bool closing_ = false;

@@ -6,6 +6,7 @@
 #include "proxy/client_session.hpp"
 #include "proxy/log.hpp"
 #include "proxy/runtime.hpp"
+#include "proxy/socket_util.hpp"
 
 namespace respfence::proxy {
 
@@ -27,6 +28,7 @@ bool apply(backend_view& v, const backend_snapshot& s) {
 worker::worker(runtime& rt, size_t index)
     : rt_(rt),
       index_(index),
+      poller_(io_),
       guard_(asio::make_work_guard(io_)),
       ticker_(io_),
       policy_(rt.current_policy()),
@@ -131,9 +133,15 @@ void worker::adopt(asio::generic::stream_protocol::socket s) {
   lim.shared = limits_.shared;
   lim.client_output = limits_.client_output;
   lim.input_window = limits_.input_window;
-  auto sess = std::make_unique<client_session>(*this, std::move(s), lim, rt_.connect_timeout_ms(),
+  // The client socket leaves Asio for the worker's own poller (see client_poller.hpp).
+  tune_socket(s);
+  asio::error_code ec;
+  const int fd = s.release(ec);
+  if (ec) return;
+  auto sess = std::make_unique<client_session>(*this, fd, lim, rt_.connect_timeout_ms(),
                                                next_session_id_++);
   client_session* raw = sess.get();
+  if (!poller_.add(fd, raw)) return;  // refused: the session closes the socket
   raw->slot = sessions_.size();
   // A fence already up holds everything this new client sends until it lowers.
   for (const fence_here& f : fences_) raw->core().fence_begin(f.id, f.backends);
