@@ -24,9 +24,12 @@ void client_session::on_ready(uint32_t events) {
   if (closing_ || client_closed_) return;
   bool act = false;
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
-    maybe_ready_ = true;  // a hang-up or error is what the next read returns
+    maybe_ready_ = true;
     act = true;
   }
+  // A hang-up or error is what a read returns after the bytes before it: keep reading
+  // until then (edge-triggered, nothing would report it again).
+  if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) peer_closed_ = true;
   if (write_armed_ && (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))) {
     write_armed_ = false;
     act = true;
@@ -148,13 +151,20 @@ bool client_session::read_client_now() {
     maybe_ready_ = false;
     return false;
   }
-  if (r <= 0) {  // EOF included: the client is gone
+  if (r == 0 && core_.on_client_eof()) {
+    // End of file: what came before it is answered first (pump() closes once done).
+    maybe_ready_ = false;
+    return true;
+  }
+  if (r <= 0) {  // the client is gone (or nothing it sent may outlive it)
     close();
     return true;
   }
   const size_t got = static_cast<size_t>(r);
   core_.on_client_data(got);
-  if (got < n) maybe_ready_ = false;  // a short read drained the socket
+  // A short read drained the socket, unless the peer's end of file came with the same
+  // event: then the next read returns it, and no further edge would announce it.
+  if (got < n && !peer_closed_) maybe_ready_ = false;
   return true;
 }
 

@@ -102,6 +102,7 @@ class client_session final : public client_ready_target {
   // already there) instead of allocating a buffer to try a read.
   bool maybe_ready_ = false;
   bool want_write_ = false;  // the poller reports writability too
+  bool peer_closed_ = false;  // the poller reported the client's hang-up (see on_ready)
   bool write_armed_ = false;
   bool writing_ = false;
   bool closing_ = false;

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 
+#include <malloc.h>
+
 #include "proxy/client_session.hpp"
 #include "proxy/log.hpp"
 #include "proxy/runtime.hpp"
@@ -122,6 +124,12 @@ void worker::tick() {
       }
       stats_.pinned_clients.store(pinned, std::memory_order_relaxed);
       upstream_.sweep(now_ms());
+      if (churned_) {
+        // Clients came and went: give the pages their buffers left free back to the
+        // system (glibc keeps them in its arenas otherwise, and RSS stays at the peak).
+        churned_ = false;
+        ::malloc_trim(0);
+      }
     }
     tick();
   });
@@ -163,6 +171,7 @@ void worker::remove(client_session* s) {
     if (o.session == s) o.session = nullptr;
   }
   sessions_.pop_back();
+  churned_ = true;
   stats_.clients.store(static_cast<int64_t>(sessions_.size()), std::memory_order_relaxed);
   if (shutting_down_ && sessions_.empty()) rt_.worker_idle(index_);
 }

@@ -156,6 +156,7 @@ class worker final : public session_env {
   upstream upstream_;
   uint64_t next_session_id_ = 0;
   bool shutting_down_ = false;
+  bool churned_ = false;  // a session was removed since the last sweep
   unsigned ticks_ = 0;
   struct session_limits {
     bool shared = false;

@@ -433,6 +433,25 @@ bool session_core::finished() const {
   return (client_gone_ && !lingering()) || (close_when_done_ && pipe_.empty() && out_.empty());
 }
 
+bool session_core::on_client_eof() {
+  if (client_gone_ || subscribed() || monitor_ || tunnel_) return false;
+  for (size_t i = 0; i < pipe_.size(); ++i) {
+    const entry& e = pipe_[i];
+    if (e.exempt) return false;
+    // Commands queued while a backend loads are dropped with the client, as before: they
+    // have not run (direct, they would have been refused with -LOADING), and they could
+    // wait for minutes. Holds that end by themselves soon (order, a flush fence) stay.
+    if (e.state == entry_state::held &&
+        (e.hold == hold_reason::loading || e.hold == hold_reason::retry ||
+         e.hold == hold_reason::confirm)) {
+      return false;
+    }
+  }
+  stop_input_ = true;
+  close_when_done_ = true;
+  return true;
+}
+
 void session_core::on_client_closed(bool final) {
   if (!client_gone_) {
     client_gone_ = true;

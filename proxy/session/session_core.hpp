@@ -94,6 +94,12 @@ class session_core {
   // answers it (lingering()), or later commands of other clients could overtake it.
   // Called again with `final` when the shell really closes; then nothing is kept.
   void on_client_closed(bool final = false);
+  // The client's end of file (it closed, or half-closed its side). True: what it sent
+  // before is still run and answered, then the session closes, as redis-server does.
+  // False: close now, because something in flight would wait for a client that is gone
+  // (a blocking command, which the close unblocks direct; pub/sub; MONITOR; a tunnel), or
+  // a command is queued for a loading backend: it is dropped unsent.
+  bool on_client_eof();
   // The client is gone, but its flush is still on the wire, or a fence waits for commands
   // it sent before the flush: keep the backend links open until they are answered.
   bool lingering() const;

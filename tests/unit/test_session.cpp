@@ -667,3 +667,56 @@ TEST_CASE("a loading-safe command whose connect failed waits too, instead of fai
   f.reply("+OK\r\n+QUEUED\r\n*1\r\n+OK\r\n");
   CHECK(f.output() == "+OK\r\n+QUEUED\r\n*1\r\n+OK\r\n");
 }
+
+TEST_CASE("end of file: what came before it is answered, then the session is finished") {
+  // redis-server runs and answers what it read before a client's FIN (a half-closed
+  // client, `nc -N`, reads those replies), then frees the client.
+  session_fixture f;
+  f.client(cmd({"SET", "a", "1"}) + cmd({"GET", "a"}));
+  CHECK(f.written() == cmd({"SET", "a", "1"}) + cmd({"GET", "a"}));
+  CHECK(f.core.on_client_eof());
+  CHECK_FALSE(f.core.wants_client_read());
+  CHECK_FALSE(f.core.finished());  // two replies to come
+  f.reply("+OK\r\n");
+  CHECK_FALSE(f.core.finished());
+  f.reply("$1\r\n1\r\n");
+  CHECK(f.output() == "+OK\r\n$1\r\n1\r\n");
+  CHECK(f.core.finished());
+}
+
+TEST_CASE("end of file: a blocking command or a subscriber closes at once") {
+  // Direct, the FIN frees the client and unblocks it: a BLPOP left waiting through the
+  // proxy would pop a later push for nobody.
+  session_fixture f;
+  f.client(cmd({"BLPOP", "q", "0"}));
+  CHECK_FALSE(f.core.on_client_eof());
+  session_fixture g;
+  g.client(cmd({"SUBSCRIBE", "a"}));
+  g.reply("*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n");
+  CHECK_FALSE(g.core.on_client_eof());
+}
+
+TEST_CASE("end of file: commands still queued for a loading backend go with the client") {
+  // They have not run; the client that is gone gets no say in when they would.
+  session_fixture f;
+  f.set_state(backend_state::loading);
+  f.client(cmd({"INCR", "n"}));
+  CHECK(f.written().empty());
+  CHECK_FALSE(f.core.on_client_eof());
+}
+
+TEST_CASE("end of file: a flush held by its fence still runs, then the session closes") {
+  // `echo FLUSHALL | nc -N`: direct, the flush runs. Its fence ends by itself soon.
+  session_fixture f;
+  f.client(cmd({"GET", "a"}));
+  f.written();
+  f.client(cmd({"FLUSHALL"}));
+  CHECK(f.written().empty());  // the fence waits for GET a
+  CHECK(f.core.on_client_eof());
+  f.reply("$-1\r\n");
+  f.core.fence_ready(1);
+  CHECK(f.written() == cmd({"FLUSHALL"}));
+  f.reply("+OK\r\n");
+  CHECK(f.output() == "$-1\r\n+OK\r\n");
+  CHECK(f.core.finished());
+}
