@@ -151,7 +151,7 @@ session_core::~session_core() { on_client_closed(); }
 // ---------------------------------------------------------------- client input
 
 bool session_core::wants_client_read() const {
-  if (client_gone_ || stop_input_ || shutting_down_) return false;
+  if (client_gone_ || stop_input_ || shutting_down_ || eof_) return false;
   if (tunnel_) return links_[tunnel_link_].gen.size() < lim_.input_window;
   // Reading goes on while the output is over its limit (only forwarding stops), so a
   // client that writes its whole pipeline before it reads a reply is never stuck in its
@@ -470,12 +470,15 @@ void session_core::send(entry& e, size_t b, const routing::arg_source& args) {
       break;
   }
   if (links_[b].server_multi && k != command_kind::multi) e.retry = false;
-  // A blocking command may wait forever; pub/sub and MONITOR never finish. A flush
-  // fence cannot wait for them.
+  // A blocking command may wait forever (WAIT and WAITAOF too, without the table's
+  // flag); pub/sub and MONITOR never finish. A flush fence cannot wait for them, and a
+  // client's end of file ends them at once (on_client_eof).
   e.exempt = (e.cflags & policy::flag_blocking) != 0 || kind == reply_kind::subscribe ||
-             k == command_kind::monitor || monitor_;
+             k == command_kind::monitor || monitor_ ||
+             policy::iequals_lower(args.arg(0), "wait") ||
+             policy::iequals_lower(args.arg(0), "waitaof");
   link& l = ensure_link(b);
-  if (lim_.shared) note_shared_effects(e, l, args);
+  note_shared_effects(e, l, args);  // pauses are noted in both models (on_client_eof)
   if (e.asking) {
     // -ASK: this one command goes to the importing node, announced by ASKING.
     send_gen(b, "*1\r\n$6\r\nASKING\r\n", detail::item_swallow, e.seq);

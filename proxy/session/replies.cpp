@@ -170,7 +170,7 @@ void session_core::on_reply(size_t b, std::string_view reply, const reply_info& 
   }
   if (!info.is_error()) {
     record_state(e, reply);
-    if (lim_.shared) note_shared_reply(e);
+    note_shared_reply(e);
   }
   if (e.kind == reply_kind::ping_bare && info.type == '$') {
     deliver(e, rep::pong);
@@ -430,25 +430,50 @@ void session_core::client_output_done() {
 }
 
 bool session_core::finished() const {
+  if (eof_ && !client_gone_) return eof_done();
   return (client_gone_ && !lingering()) || (close_when_done_ && pipe_.empty() && out_.empty());
 }
 
 bool session_core::on_client_eof() {
   if (client_gone_ || subscribed() || monitor_ || tunnel_) return false;
+  // A write the server postpones during a CLIENT PAUSE is dropped, direct, when the
+  // client goes: on a dedicated connection closing it does the same.
+  if (env_.pause_in_force()) return false;
   for (size_t i = 0; i < pipe_.size(); ++i) {
     const entry& e = pipe_[i];
     if (e.exempt) return false;
-    // Commands queued while a backend loads are dropped with the client, as before: they
-    // have not run (direct, they would have been refused with -LOADING), and they could
-    // wait for minutes. Holds that end by themselves soon (order, a flush fence) stay.
+  }
+  if (loading_held()) return false;
+  eof_ = true;
+  return true;
+}
+
+bool session_core::loading_held() const {
+  // Commands queued while a backend loads are dropped with the client, as before: they
+  // have not run (direct, they would have been refused with -LOADING), and they could
+  // wait for minutes. Holds that end by themselves soon (order, a flush fence) stay.
+  for (size_t i = 0; i < pipe_.size(); ++i) {
+    const entry& e = pipe_[i];
     if (e.state == entry_state::held &&
         (e.hold == hold_reason::loading || e.hold == hold_reason::retry ||
          e.hold == hold_reason::confirm)) {
-      return false;
+      return true;
     }
   }
-  stop_input_ = true;
-  close_when_done_ = true;
+  return false;
+}
+
+bool session_core::eof_done() const {
+  // After the client's end of file: everything it sent is parsed (what is left is an
+  // incomplete command), answered, written to the client, and its bytes to the backends
+  // are written too (CLIENT REPLY OFF answers a command before it is sent). A command
+  // sent back to wait for a loading backend after the EOF goes with the client.
+  if (loading_held()) return true;
+  if (!pipe_.empty() || !out_.empty()) return false;
+  if (parse_pos_ < in_len_ && output_over_limit()) return false;
+  for (const link& l : links_) {
+    if (!l.out.empty() || !l.writing.empty()) return false;
+  }
   return true;
 }
 

@@ -97,9 +97,12 @@ class session_core {
   // The client's end of file (it closed, or half-closed its side). True: what it sent
   // before is still run and answered, then the session closes, as redis-server does.
   // False: close now, because something in flight would wait for a client that is gone
-  // (a blocking command, which the close unblocks direct; pub/sub; MONITOR; a tunnel), or
-  // a command is queued for a loading backend: it is dropped unsent.
+  // (a blocking command or WAIT, which the close unblocks direct; pub/sub; MONITOR; a
+  // tunnel), a command is queued for a loading backend (it is dropped unsent), or a
+  // CLIENT PAUSE the proxy saw is in force (the server drops a postponed write direct).
   bool on_client_eof();
+  bool loading_held() const;  // some command waits for a loading backend
+  bool eof_done() const;      // after the EOF: all of it run, answered and written
   // The client is gone, but its flush is still on the wire, or a fence waits for commands
   // it sent before the flush: keep the backend links open until they are answered.
   bool lingering() const;
@@ -516,6 +519,7 @@ class session_core {
   int64_t batch_us_ = 0;     // when the current batch of bytes arrived
   bool touched_ = false;     // bytes moved since the last idle sweep
   bool stop_input_ = false;  // QUIT, protocol error, shutdown: no more requests
+  bool eof_ = false;  // the client's end of file: what it sent is still run (on_client_eof)
   bool close_when_done_ = false;
   bool client_gone_ = false;
   bool shutting_down_ = false;

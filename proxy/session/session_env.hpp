@@ -83,6 +83,8 @@ class session_env {
   // one may be in force, shared connections carry one client's commands at a time: a
   // paused write must not hold back the reads of other clients queued behind it.
   virtual void note_pause(int64_t until_ms) { (void)until_ms; }
+  // A CLIENT PAUSE the proxy saw may be in force now.
+  virtual bool pause_in_force() const { return false; }
   virtual void record_latency_us(uint64_t us) = 0;
 };
 

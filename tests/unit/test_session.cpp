@@ -720,3 +720,16 @@ TEST_CASE("end of file: a flush held by its fence still runs, then the session c
   CHECK(f.output() == "$-1\r\n+OK\r\n");
   CHECK(f.core.finished());
 }
+
+TEST_CASE("end of file: WAIT closes at once; a command sent back to loading ends the session") {
+  session_fixture f;
+  f.client(cmd({"WAIT", "1", "0"}));
+  CHECK_FALSE(f.core.on_client_eof());  // direct, the close ends the WAIT
+  session_fixture g;
+  g.client(cmd({"SET", "a", "1"}));
+  CHECK(g.written() == cmd({"SET", "a", "1"}));
+  CHECK(g.core.on_client_eof());
+  CHECK_FALSE(g.core.finished());
+  g.reply(loading_err);  // it did not run: it would wait for the load, for nobody
+  CHECK(g.core.finished());
+}
