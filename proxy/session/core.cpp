@@ -477,6 +477,20 @@ void session_core::send(entry& e, size_t b, const routing::arg_source& args) {
              k == command_kind::monitor || monitor_ ||
              policy::iequals_lower(args.arg(0), "wait") ||
              policy::iequals_lower(args.arg(0), "waitaof");
+  if (eof_ && e.exempt && !links_[b].server_multi) {
+    // Sent after the client's end of file (it was held, or parsed once the output
+    // drained): direct, the server would block it and free the client at EOF, so
+    // nothing of it blocks, no later push is popped for nobody, and nothing behind it
+    // runs. Neither it nor anything after it is sent; the session closes (eof_done).
+    eof_abort_ = true;
+    stop_input_ = true;
+  }
+  if (eof_abort_) {
+    e.state = entry_state::sent;  // with no reply to wait for: the session is closing
+    e.backend = static_cast<uint16_t>(b);
+    e.exempt = true;               // no fence waits for it
+    return;
+  }
   link& l = ensure_link(b);
   note_shared_effects(e, l, args);  // pauses are noted in both models (on_client_eof)
   if (e.asking) {

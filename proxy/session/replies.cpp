@@ -437,11 +437,14 @@ bool session_core::finished() const {
 bool session_core::on_client_eof() {
   if (client_gone_ || subscribed() || monitor_ || tunnel_) return false;
   // A write the server postpones during a CLIENT PAUSE is dropped, direct, when the
-  // client goes: on a dedicated connection closing it does the same.
-  if (env_.pause_in_force()) return false;
+  // client goes: on a dedicated connection closing it does the same. Reads still run.
+  const bool paused = env_.pause_in_force();
   for (size_t i = 0; i < pipe_.size(); ++i) {
     const entry& e = pipe_[i];
     if (e.exempt) return false;
+    if (paused && e.state != entry_state::done && (e.cflags & policy::flag_readonly) == 0) {
+      return false;
+    }
   }
   if (loading_held()) return false;
   eof_ = true;
@@ -454,9 +457,10 @@ bool session_core::loading_held() const {
   // wait for minutes. Holds that end by themselves soon (order, a flush fence) stay.
   for (size_t i = 0; i < pipe_.size(); ++i) {
     const entry& e = pipe_[i];
+    // (Not `confirm`: a -LOADING answer waiting for the prober's verdict is delivered
+    // if the backend does not load, as a script's own LOADING error is, direct.)
     if (e.state == entry_state::held &&
-        (e.hold == hold_reason::loading || e.hold == hold_reason::retry ||
-         e.hold == hold_reason::confirm)) {
+        (e.hold == hold_reason::loading || e.hold == hold_reason::retry)) {
       return true;
     }
   }
@@ -468,7 +472,7 @@ bool session_core::eof_done() const {
   // incomplete command), answered, written to the client, and its bytes to the backends
   // are written too (CLIENT REPLY OFF answers a command before it is sent). A command
   // sent back to wait for a loading backend after the EOF goes with the client.
-  if (loading_held()) return true;
+  if (eof_abort_ || loading_held()) return true;
   if (!pipe_.empty() || !out_.empty()) return false;
   if (parse_pos_ < in_len_ && output_over_limit()) return false;
   for (const link& l : links_) {

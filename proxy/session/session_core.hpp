@@ -520,6 +520,7 @@ class session_core {
   bool touched_ = false;     // bytes moved since the last idle sweep
   bool stop_input_ = false;  // QUIT, protocol error, shutdown: no more requests
   bool eof_ = false;  // the client's end of file: what it sent is still run (on_client_eof)
+  bool eof_abort_ = false;  // ...but a command that would wait for it came up: close now
   bool close_when_done_ = false;
   bool client_gone_ = false;
   bool shutting_down_ = false;

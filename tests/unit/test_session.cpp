@@ -730,6 +730,26 @@ TEST_CASE("end of file: WAIT closes at once; a command sent back to loading ends
   CHECK(g.written() == cmd({"SET", "a", "1"}));
   CHECK(g.core.on_client_eof());
   CHECK_FALSE(g.core.finished());
-  g.reply(loading_err);  // it did not run: it would wait for the load, for nobody
+  g.reply(loading_err);
+  CHECK_FALSE(g.core.finished());     // the prober's verdict first (a script's own error?)
+  g.verdict(backend_state::loading);  // it did not run: it would wait for the load, for nobody
   CHECK(g.core.finished());
+}
+
+TEST_CASE("end of file: a blocking command held until after it is not sent, nor what follows") {
+  // Direct, the server blocks BLPOP, never reaches the SET behind it, and frees the client
+  // at EOF. Sent after the EOF, BLPOP would block for nobody and pop a later push.
+  session_fixture f;
+  f.client(cmd({"GET", "a"}));
+  f.written();
+  f.client(cmd({"FLUSHALL"}) + cmd({"BLPOP", "q", "0"}) + cmd({"SET", "b", "1"}));
+  CHECK(f.written().empty());  // the fence waits for GET a
+  CHECK(f.core.on_client_eof());
+  f.reply("$-1\r\n");
+  f.core.fence_ready(1);
+  CHECK(f.written() == cmd({"FLUSHALL"}));
+  f.reply("+OK\r\n");
+  f.core.resume();
+  CHECK(f.written().empty());
+  CHECK(f.core.finished());
 }
