@@ -91,7 +91,6 @@ namespace {
 
 using detail::parse_i64;
 
-
 bool is_error(const std::string& r) { return !r.empty() && (r[0] == '-' || r[0] == '!'); }
 
 const std::string* first_error(const merge_state& m) {

@@ -86,16 +86,17 @@ class stopped:
         return False
 
 
-class Review16(TestCase):
-    def targets(self, threads=2, extra=""):
-        r = self.redis()
-        yield "direct", r, r.port, r.pid
-        r2 = self.redis()
-        p = self.proxy(r2, threads=threads, extra=extra)
-        yield "proxy", r2, p.port, p.pid
+class PingedClients:
+    """A connected client that has made one round trip (test_review16, 17 and 18)."""
 
-    def connected(self, port):
-        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    connect_timeout = 5
+
+    def connected(self, port, rcvbuf=None):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf is not None:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        s.settimeout(self.connect_timeout)
+        s.connect(("127.0.0.1", port))
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         s.sendall(encode("PING"))
         got = b""
@@ -103,6 +104,15 @@ class Review16(TestCase):
             got += s.recv(100)
         self.assertEqual(got, b"+PONG\r\n")
         return s
+
+
+class Review16(PingedClients, TestCase):
+    def targets(self, threads=2, extra=""):
+        r = self.redis()
+        yield "direct", r, r.port, r.pid
+        r2 = self.redis()
+        p = self.proxy(r2, threads=threads, extra=extra)
+        yield "proxy", r2, p.port, p.pid
 
     # ------------------------------------------------------------------ lost EOF
 

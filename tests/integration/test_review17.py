@@ -29,7 +29,7 @@ import time
 import unittest
 
 from harness import RawConn, TestCase, encode, wait_until
-from test_review16 import fd_count, read_until_eof, stopped
+from test_review16 import PingedClients, fd_count, read_until_eof, stopped
 
 
 def info_field(server, section, field):
@@ -47,7 +47,7 @@ def info_field(server, section, field):
 MODES = ('connections = "shared"', 'connections = "dedicated"')
 
 
-class Review17(TestCase):
+class Review17(PingedClients, TestCase):
     def targets(self, threads=2, extra=""):
         r = self.redis()
         yield "direct", r, r.port, r.pid
@@ -55,16 +55,6 @@ class Review17(TestCase):
         p = self.proxy(r2, threads=threads, extra=extra)
         self.last_proxy = p
         yield "proxy", r2, p.port, p.pid
-
-    def connected(self, port):
-        s = socket.create_connection(("127.0.0.1", port), timeout=5)
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        s.sendall(encode("PING"))
-        got = b""
-        while not got.endswith(b"\r\n"):
-            got += s.recv(100)
-        self.assertEqual(got, b"+PONG\r\n")
-        return s
 
     # ------------------------------------------------------------- defects
 

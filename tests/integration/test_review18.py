@@ -19,7 +19,7 @@ import time
 import unittest
 
 from harness import RawConn, TestCase, encode
-from test_review16 import fd_count, read_until_eof, stopped
+from test_review16 import PingedClients, fd_count, read_until_eof, stopped
 
 MODES = ('connections = "shared"', 'connections = "dedicated"')
 LOADING = "LOADING Redis is loading the dataset in memory"
@@ -68,29 +68,15 @@ def get_direct(port, *args):
         c.close()
 
 
-class Review18(TestCase):
+class Review18(PingedClients, TestCase):
+    connect_timeout = 10
+
     def targets(self, threads=2, extra="", health=""):
         r = self.redis()
         yield "direct", r, r.port, r.pid, None
         r2 = self.redis()
         p = self.proxy(r2, threads=threads, extra=extra, health=health)
         yield "proxy", r2, p.port, p.pid, p
-
-    def connected(self, port, rcvbuf=None):
-        if rcvbuf is None:
-            s = socket.create_connection(("127.0.0.1", port), timeout=10)
-        else:
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-            s.settimeout(10)
-            s.connect(("127.0.0.1", port))
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        s.sendall(encode("PING"))
-        got = b""
-        while not got.endswith(b"\r\n"):
-            got += s.recv(100)
-        self.assertEqual(got, b"+PONG\r\n")
-        return s
 
     # ------------------------------------------------------------- 1. held, then blocking
 
