@@ -7,6 +7,7 @@ Environment: RESPFENCE_BIN (the binary under test; defaults to build/release).
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -43,23 +44,45 @@ def _bindable(port):
         s.close()
 
 
+def _outside_ephemeral():
+    """The loopback ports no outgoing connection can take: above the kernel's ephemeral
+    range (ip_local_port_range), when it leaves room. A port probed free in the ephemeral
+    range can be taken by any process's connect() before the server we start binds it
+    (CI saw a cluster node's bus port go that way)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+    except (OSError, ValueError):
+        return None
+    if 65535 - hi >= 2000:
+        return (hi + 1, 65535)
+    if lo - 10000 >= 2000:
+        return (10000, lo - 1)
+    return None
+
+
+_POOL = _outside_ephemeral()
+
+
 def free_port(cluster_bus=False):
-    """A loopback port nobody listens on now (and that this process has not handed out).
-    A cluster node also needs port + 10000 (its bus), so at most 55535."""
+    """A loopback port nobody listens on now (and that this process has not handed out),
+    outside the ephemeral range when there is room. `cluster_bus` is kept for callers: a
+    cluster node now gets its bus port from here too (--cluster-port), not port + 10000."""
+    del cluster_bus
     with _ports_lock:
-        while True:
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-            s.close()
-            if port in _ports_given:
-                continue
-            if cluster_bus and (port > 55535 or not _bindable(port + 10000)):
+        for _ in range(10000):
+            if _POOL:
+                port = random.randint(*_POOL)
+            else:
+                s = socket.socket()
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+                s.close()
+            if port in _ports_given or not _bindable(port):
                 continue
             _ports_given.add(port)
-            if cluster_bus:
-                _ports_given.add(port + 10000)
             return port
+        raise AssertionError("no free loopback port")
 
 
 def wait_until(pred, timeout=10.0, interval=0.02, what="condition"):
@@ -220,9 +243,13 @@ class RedisServer:
 
     def __init__(self, case, port=None, args=()):
         self.case = case
-        self.port = port or free_port(cluster_bus="--cluster-enabled" in args)
+        self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="rf-redis-")
         self.args = list(args)
+        if "--cluster-enabled" in self.args and "--cluster-port" not in self.args:
+            # The bus port, chosen like the others (the default, port + 10000, can be in
+            # the ephemeral range however the port is chosen).
+            self.args += ["--cluster-port", str(free_port())]
         self.proc = None
         case.addCleanup(self.cleanup)
 
