@@ -42,7 +42,7 @@ const char* to_string(connection_model m);
 struct server_config {
   std::string listen = "127.0.0.1:7379";
   std::string admin = "127.0.0.1:9379";  // "" disables the admin endpoint
-  uint32_t threads = 0;                  // 0 = one per core
+  uint32_t threads = 1;                  // 0 = one per core; why 1: README "Performance"
   connection_model connections = connection_model::shared;
   uint32_t shared_connections = 1;       // per worker, backend and connection state
   uint64_t client_output_limit = 8u << 20;  // per client: past this, stop forwarding its requests

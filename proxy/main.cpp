@@ -24,7 +24,7 @@ constexpr const char* k_usage =
     "  --listen ADDR       client address when no file is given (default 127.0.0.1:7379)\n"
     "  --backend ADDR      the backend when no file is given (host:port or unix:/path)\n"
     "  --admin ADDR        admin HTTP address, \"\" to disable (default 127.0.0.1:9379)\n"
-    "  --threads N         I/O threads, 0 = one per core\n"
+    "  --threads N         I/O threads (default 1), 0 = one per core\n"
     "  --log-level LEVEL   debug | info | warn | error\n"
     "  --version           print the version\n"
     "  --help              this text\n";

@@ -88,6 +88,7 @@ TEST_CASE("defaults: one backend and nothing else") {
   REQUIRE_MESSAGE(r.ok(), r.error);
   CHECK(r.cfg.server.listen == "127.0.0.1:7379");
   CHECK(r.cfg.server.admin == "127.0.0.1:9379");
+  CHECK(r.cfg.server.threads == 1);  // README: one event loop measured fastest on 2 cores
   CHECK(r.cfg.backends[0].name == "main");
   CHECK(r.cfg.policy.on_loading == action::queue);
   CHECK(r.cfg.policy.queue_timeout_ms == 10000);
