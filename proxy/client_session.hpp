@@ -4,7 +4,7 @@
 // All of it runs on one worker thread; no locks.
 //
 // I/O is done directly on non-blocking sockets; readiness comes from the worker's
-// client_poller for the client socket, and from Asio for backend links:
+// socket_poller for the client socket, and from Asio for backend links:
 //  - a write is attempted at once (one sendmsg for the whole gathered batch); only if
 //    the socket is full does the shell wait for it to become writable;
 //  - a read that comes back short has drained the socket, so the next one waits for
@@ -18,14 +18,14 @@
 
 #include <asio.hpp>
 
-#include "proxy/client_poller.hpp"
+#include "proxy/socket_poller.hpp"
 #include "proxy/session/session_core.hpp"
 
 namespace respfence::proxy {
 
 class worker;
 
-class client_session final : public client_ready_target {
+class client_session final : public ready_target {
  public:
   using socket = asio::generic::stream_protocol::socket;
 
@@ -38,7 +38,7 @@ class client_session final : public client_ready_target {
   client_session& operator=(const client_session&) = delete;
 
   void start();
-  // The client socket's events, from the worker's client_poller.
+  // The client socket's events, from the worker's socket_poller.
   void on_ready(uint32_t events) override;
   // Do whatever reads, writes and connects the core wants now.
   void pump();
@@ -92,7 +92,7 @@ class client_session final : public client_ready_target {
   void op_done();
 
   worker& w_;
-  int fd_;  // the client socket: out of Asio, in the worker's client_poller
+  int fd_;  // the client socket: out of Asio, in the worker's socket_poller
   session_core core_;
   uint32_t connect_timeout_ms_;
   std::vector<std::unique_ptr<link_io>> links_;

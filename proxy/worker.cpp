@@ -54,6 +54,9 @@ worker::worker(runtime& rt, size_t index)
       router_(rt.router()),
       stats_(backend_registry::max_backends),
       upstream_(*this, rt.shared_connections(), rt.connect_timeout_ms()) {
+  // The clients a batch read have their commands written at its end, in one write per
+  // shared connection.
+  poller_.set_after_batch([this] { upstream_.after_batch(); });
   for (size_t b = 0; b < rt.registry().size(); ++b) ensure_view(b);
 }
 
@@ -158,7 +161,7 @@ void worker::adopt(asio::generic::stream_protocol::socket s) {
   lim.shared = limits_.shared;
   lim.client_output = limits_.client_output;
   lim.input_window = limits_.input_window;
-  // The client socket leaves Asio for the worker's own poller (see client_poller.hpp).
+  // The client socket leaves Asio for the worker's own poller (see socket_poller.hpp).
   tune_socket(s);
   asio::error_code ec;
   const int fd = s.release(ec);

@@ -12,7 +12,7 @@
 #include <asio.hpp>
 
 #include "proxy/backend_registry.hpp"
-#include "proxy/client_poller.hpp"
+#include "proxy/socket_poller.hpp"
 #include "proxy/session/session_env.hpp"
 #include "proxy/upstream/upstream.hpp"
 
@@ -82,7 +82,7 @@ class worker final : public session_env {
 
   const worker_stats& stats() const { return stats_; }
   upstream& shared() { return upstream_; }
-  client_poller& poller() { return poller_; }
+  socket_poller& poller() { return poller_; }
   void dedicated_opened(size_t b) { bump_signed(stats_.dedicated_conns[b], 1); }
   void dedicated_closed(size_t b) { bump_signed(stats_.dedicated_conns[b], -1); }
   void shared_opened(size_t b) { bump_signed(stats_.shared_conns[b], 1); }
@@ -140,7 +140,7 @@ class worker final : public session_env {
   runtime& rt_;
   size_t index_;
   asio::io_context io_;
-  client_poller poller_;  // the client sockets' readiness (after io_, before the sessions)
+  socket_poller poller_;  // client and shared backend sockets' readiness (after io_, before the sessions)
   asio::executor_work_guard<asio::io_context::executor_type> guard_;
   asio::steady_timer ticker_;
   std::thread thread_;

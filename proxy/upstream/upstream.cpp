@@ -1,7 +1,11 @@
 #include "proxy/upstream/upstream.hpp"
 
 #include <algorithm>
-#include <span>
+#include <cerrno>
+#include <climits>  // IOV_MAX
+
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "proxy/client_session.hpp"
 #include "proxy/socket_util.hpp"
@@ -26,7 +30,14 @@ void upstream::close_all() {
     asio::error_code ignored;
     c->timer.cancel();
     c->sock.close(ignored);
+    close_fd(*c);
   }
+}
+
+void upstream::close_fd(conn& c) {
+  if (c.fd < 0) return;
+  ::close(c.fd);  // leaves the poller's set with it
+  c.fd = -1;
 }
 
 size_t upstream::open_connections(size_t b) const {
@@ -39,7 +50,7 @@ upstream::conn& upstream::conn_for(size_t b, const pool_key& key, size_t index) 
   for (auto& c : conns_) {
     if (c->backend == b && c->index == index && c->core.key() == key) return *c;
   }
-  conns_.push_back(std::make_unique<conn>(w_.io(), b, key, index));
+  conns_.push_back(std::make_unique<conn>(*this, w_.io(), b, key, index));
   return *conns_.back();
 }
 
@@ -51,11 +62,17 @@ void upstream::submit(client_session* s, size_t b) {
 void upstream::schedule() {
   if (posted_ || closed_) return;
   posted_ = true;
-  // After the handlers already queued (other clients' reads): one write carries them all.
-  asio::post(w_.io(), [this] {
-    posted_ = false;
-    flush();
-  });
+  // One write carries every client that sent meanwhile. Inside the poller's batch, the
+  // batch's end writes (after_batch); elsewhere (a timer, a pinned link's reply), after
+  // the handlers already queued.
+  if (w_.poller().in_batch()) return;
+  asio::post(w_.io(), [this] { after_batch(); });
+}
+
+void upstream::after_batch() {
+  if (!posted_) return;  // written already (a post that came after the batch's end)
+  posted_ = false;
+  flush();
 }
 
 void upstream::forget(client_session* s) {
@@ -145,12 +162,19 @@ bool upstream::adopt(size_t b, const pool_key& key, asio::generic::stream_protoc
   }
   if (best == nullptr) return false;
   conn& c = *best;
-  ++c.gen;  // its pending waits are stale
-  c.read_armed = c.write_armed = false;
-  asio::error_code ignored;
-  c.sock.cancel(ignored);
-  out = std::move(c.sock);
-  c.sock = asio::generic::stream_protocol::socket(w_.io());
+  // The descriptor goes back to Asio, as the session's own link.
+  w_.poller().remove(c.fd);
+  asio::generic::stream_protocol::socket s(w_.io());
+  asio::error_code ec;
+  s.assign(w_.endpoint(b).protocol(), c.fd, ec);
+  if (ec) {
+    w_.poller().add(c.fd, &c, true);
+    return false;
+  }
+  tune_socket(s);  // Asio's own record of it: non-blocking (its sync writes must not block)
+  out = std::move(s);
+  c.fd = -1;
+  c.write_blocked = false;
   c.open = false;
   (void)c.core.on_failed();  // idle: nobody to tell; resets its framer and buffers
   w_.shared_closed(b);
@@ -218,35 +242,66 @@ void upstream::connect(conn& c) {
       fail(c, false);
       return;
     }
+    // Out of Asio, into the poller (registered writable too: a write that finds the
+    // socket full resumes on its EPOLLOUT edge).
+    tune_socket(c.sock);
+    asio::error_code rel;
+    c.fd = c.sock.release(rel);
+    if (rel || !w_.poller().add(c.fd, &c, true)) {
+      if (!rel) ::close(c.fd);
+      c.fd = -1;
+      fail(c, false);
+      return;
+    }
     c.open = true;
     c.maybe_ready = true;
     c.progress_ms = w_.now_ms();
     w_.shared_opened(c.backend);
-    tune_socket(c.sock);
     c.core.on_connected();
     for (auto [s, b] : c.waiting) dirty_.emplace_back(s, b);
     c.waiting.clear();
     flush();  // the handshake, and what waited for the connection
-    if (c.open && !c.read_armed) arm_read(c);
   });
 }
 
+void upstream::on_ready(conn& c, uint32_t events) {
+  if (!c.open || closed_) return;  // an event of a descriptor closed earlier in the batch
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+    c.maybe_ready = true;
+    read_now(c);
+  }
+  if (c.open && c.write_blocked && (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))) {
+    c.write_blocked = false;
+    write_now(c);
+  }
+}
+
 void upstream::write_now(conn& c) {
-  asio::error_code ec;
-  size_t n = c.sock.write_some(
-      std::span<const asio::const_buffer>(c.bufs.data() + c.first, c.bufs.size() - c.first), ec);
-  if (would_block(ec)) {
-    arm_write(c);
-    return;
-  }
-  if (ec) {
-    fail(c, true);
-    return;
-  }
-  advance_buffers(c.bufs, c.first, n);
-  if (c.first < c.bufs.size()) {
-    arm_write(c);
-    return;
+  // As many buffers as one sendmsg takes (Asio's write_some took 64), until done or full.
+  while (c.first < c.bufs.size()) {
+    const size_t count = std::min<size_t>(c.bufs.size() - c.first, IOV_MAX);
+    iov_.resize(count);
+    for (size_t i = 0; i < count; ++i) {
+      const asio::const_buffer& b = c.bufs[c.first + i];
+      iov_[i].iov_base = const_cast<void*>(b.data());
+      iov_[i].iov_len = b.size();
+    }
+    msghdr m{};
+    m.msg_iov = iov_.data();
+    m.msg_iovlen = count;
+    const ssize_t n = ::sendmsg(c.fd, &m, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        c.write_blocked = true;  // on_ready resumes at the EPOLLOUT edge
+        return;
+      }
+      fail(c, true);
+      return;
+    }
+    advance_buffers(c.bufs, c.first, static_cast<size_t>(n));
+    // (Empty buffers left at the front would make the next sendmsg write nothing for ever.)
+    while (c.first < c.bufs.size() && c.bufs[c.first].size() == 0) ++c.first;
   }
   written(c);
 }
@@ -270,7 +325,7 @@ void upstream::written(conn& c) {
     c.writing = true;
     write_now(c);
   }
-  if (c.open && !c.read_armed && c.maybe_ready) read_now(c);
+  if (c.open && c.maybe_ready) read_now(c);
 }
 
 void upstream::read_now(conn& c) {
@@ -280,16 +335,17 @@ void upstream::read_now(conn& c) {
   bool again = true;
   while (again && c.open) {
     auto [p, cap] = c.core.read_buffer();
-    asio::error_code ec;
-    const size_t got = c.sock.read_some(asio::buffer(p, cap), ec);
-    if (would_block(ec)) {
+    const ssize_t r = ::recv(c.fd, p, cap, 0);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       c.maybe_ready = false;
       break;
     }
-    if (ec) {
+    if (r <= 0) {  // the server closed it, or an error
       fail(c, true);
       return;
     }
+    const size_t got = static_cast<size_t>(r);
     if (got > 0) c.progress_ms = w_.now_ms();
     const bool ok = c.core.on_data(got, [&](shared_link::owner o, std::string_view reply,
                                             const reply_info& info) {
@@ -322,39 +378,17 @@ void upstream::read_now(conn& c) {
     fail(c, true);
     return;
   }
-  if (c.open && !c.read_armed) arm_read(c);
-}
-
-void upstream::arm_read(conn& c) {
-  c.read_armed = true;
-  c.sock.async_wait(asio::socket_base::wait_read, [this, &c, gen = c.gen](const asio::error_code& ec) {
-    if (gen != c.gen || closed_) return;
-    c.read_armed = false;
-    if (ec || !c.open) return;
-    c.maybe_ready = true;
-    read_now(c);
-  });
-}
-
-void upstream::arm_write(conn& c) {
-  c.write_armed = true;
-  c.sock.async_wait(asio::socket_base::wait_write, [this, &c, gen = c.gen](const asio::error_code& ec) {
-    if (gen != c.gen || closed_) return;
-    c.write_armed = false;
-    if (ec || !c.open) return;
-    write_now(c);
-  });
 }
 
 void upstream::fail(conn& c, bool was_open) {
   if (c.open) w_.shared_closed(c.backend);
   c.open = false;
-  ++c.gen;
-  c.read_armed = c.write_armed = false;
+  c.write_blocked = false;
   c.writing = false;
   c.bufs.clear();
   asio::error_code ignored;
   c.sock.close(ignored);
+  close_fd(c);
   const shared_link::failure f = c.core.on_failed();
   std::vector<std::pair<client_session*, size_t>> waiting;
   waiting.swap(c.waiting);

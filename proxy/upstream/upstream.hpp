@@ -14,9 +14,12 @@
 #include <utility>
 #include <vector>
 
+#include <sys/uio.h>
+
 #include <asio.hpp>
 
 #include "proxy/session/pool_key.hpp"
+#include "proxy/socket_poller.hpp"
 #include "proxy/upstream/shared_link.hpp"
 
 namespace respfence::proxy {
@@ -42,26 +45,32 @@ class upstream {
   size_t open_connections(size_t b) const;
   void set_connect_timeout(uint32_t ms) { connect_timeout_ms_ = ms; }
   void close_all();
+  // The poller's batch is over: what its clients submitted is written now (see schedule).
+  void after_batch();
   // About once a second: extra connections (opened because the usual ones were held by a
   // script, a pause or a slow command) that have been idle a while are closed.
   void sweep(int64_t now_ms);
 
  private:
-  struct conn {
-    conn(asio::io_context& io, size_t b, pool_key key, size_t i)
-        : sock(io), timer(io), backend(b), index(i), core(std::move(key)) {}
-    asio::generic::stream_protocol::socket sock;
+  // One shared connection. Connecting, its socket is Asio's; once open, the descriptor
+  // leaves Asio for the worker's socket_poller (see socket_poller.hpp), which reports
+  // its edges here, and bytes move with plain sendmsg/recv.
+  struct conn final : ready_target {
+    conn(upstream& u, asio::io_context& io, size_t b, pool_key key, size_t i)
+        : up(u), sock(io), timer(io), backend(b), index(i), core(std::move(key)) {}
+    void on_ready(uint32_t events) override { up.on_ready(*this, events); }
+    upstream& up;
+    asio::generic::stream_protocol::socket sock;  // while connecting
+    int fd = -1;                                  // once open: in the poller
     asio::steady_timer timer;
     size_t backend;
     size_t index;
     shared_link core;
     std::vector<asio::const_buffer> bufs;
     size_t first = 0;
-    uint32_t gen = 0;
     bool open = false;
     bool connecting = false;
-    bool read_armed = false;
-    bool write_armed = false;
+    bool write_blocked = false;  // a write found the socket full: the next EPOLLOUT resumes it
     bool writing = false;
     bool maybe_ready = true;
     // When replies last came, or the connection last went from idle to busy: a connection
@@ -71,7 +80,6 @@ class upstream {
     // Sessions whose bytes wait for this connection to open.
     std::vector<std::pair<client_session*, size_t>> waiting;
   };
-
   conn& conn_for(size_t b, const pool_key& key, size_t index);
   // The connection session s's bytes for backend b go on (see flush()).
   conn& pick(client_session* s, size_t b, int64_t now, bool paused);
@@ -81,8 +89,8 @@ class upstream {
   void take(conn& c, client_session* s, size_t b);
   void write_now(conn& c);
   void read_now(conn& c);
-  void arm_read(conn& c);
-  void arm_write(conn& c);
+  void on_ready(conn& c, uint32_t events);
+  void close_fd(conn& c);
   void connect(conn& c);
   void fail(conn& c, bool was_open);
   void written(conn& c);
@@ -97,6 +105,7 @@ class upstream {
   uint32_t connect_timeout_ms_;
   std::vector<std::unique_ptr<conn>> conns_;
   std::vector<std::pair<client_session*, size_t>> dirty_;
+  std::vector<iovec> iov_;  // write_now's scratch
   bool posted_ = false;
   bool closed_ = false;
 };
