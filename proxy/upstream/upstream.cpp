@@ -255,6 +255,7 @@ void upstream::connect(conn& c) {
     }
     c.open = true;
     c.maybe_ready = true;
+    c.peer_closed = false;
     c.progress_ms = w_.now_ms();
     w_.shared_opened(c.backend);
     c.core.on_connected();
@@ -266,6 +267,7 @@ void upstream::connect(conn& c) {
 
 void upstream::on_ready(conn& c, uint32_t events) {
   if (!c.open || closed_) return;  // an event of a descriptor closed earlier in the batch
+  if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c.peer_closed = true;
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
     c.maybe_ready = true;
     read_now(c);
@@ -333,6 +335,9 @@ void upstream::read_now(conn& c) {
   // clients (pump) once per read, not once per reply.
   std::vector<client_session*> touched;
   bool again = true;
+  // The connection is dead (EOF, an error, a reply that does not parse): it fails once
+  // the replies read before are on their way to their clients.
+  bool dead = false;
   while (again && c.open) {
     auto [p, cap] = c.core.read_buffer();
     const ssize_t r = ::recv(c.fd, p, cap, 0);
@@ -342,8 +347,8 @@ void upstream::read_now(conn& c) {
       break;
     }
     if (r <= 0) {  // the server closed it, or an error
-      fail(c, true);
-      return;
+      dead = true;
+      break;
     }
     const size_t got = static_cast<size_t>(r);
     if (got > 0) c.progress_ms = w_.now_ms();
@@ -354,10 +359,12 @@ void upstream::read_now(conn& c) {
       s->core().on_link_reply(c.backend, reply, info);
     });
     if (!ok) {
-      fail(c, true);
-      return;
+      dead = true;
+      break;
     }
-    again = got == cap;
+    // A short read drains the socket, unless the server hung up: the bytes and the FIN
+    // came in one edge, and the FIN (recv's 0) is read only by reading on.
+    again = got == cap || c.peer_closed;
     if (!again) c.maybe_ready = false;
   }
   for (client_session* s : touched) {
@@ -372,6 +379,10 @@ void upstream::read_now(conn& c) {
     }
     s->core().after_link_replies(c.backend);
     if (!s->closing()) s->pump();
+  }
+  if (dead) {
+    if (c.open) fail(c, true);
+    return;
   }
   // A handshake that failed: nobody joins this connection; it closes once drained.
   if (c.open && c.core.bad() && c.core.idle()) {

@@ -73,6 +73,7 @@ class upstream {
     bool write_blocked = false;  // a write found the socket full: the next EPOLLOUT resumes it
     bool writing = false;
     bool maybe_ready = true;
+    bool peer_closed = false;  // the poller reported the server's hang-up: read on to EOF
     // When replies last came, or the connection last went from idle to busy: a connection
     // with replies due and no progress for a while is stalled (a slow command, a pause).
     int64_t progress_ms = 0;
