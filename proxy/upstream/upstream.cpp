@@ -153,8 +153,9 @@ bool upstream::adopt(size_t b, const pool_key& key, asio::generic::stream_protoc
   for (auto& c : conns_) {
     // Not a named one: its name might not be this client's (another client's, or one
     // this client has since dropped with RESET or HELLO ... SETNAME "").
-    if (c->backend != b || !c->open || c->writing || !c->core.idle() || c->core.bad() ||
-        !c->waiting.empty() || !(c->core.key() == key) || c->core.named_by() != nullptr) {
+    if (c->backend != b || !c->open || c->peer_closed || c->writing || !c->core.idle() ||
+        c->core.bad() || !c->waiting.empty() || !(c->core.key() == key) ||
+        c->core.named_by() != nullptr) {
       continue;
     }
     // An extra one first: the usual ones stay for the clients that share.
@@ -367,6 +368,8 @@ void upstream::read_now(conn& c) {
     again = got == cap || c.peer_closed;
     if (!again) c.maybe_ready = false;
   }
+  // A dead connection is not adopted by a client that pins while its replies go out.
+  if (dead) c.peer_closed = true;
   for (client_session* s : touched) {
     if (s->core().take_link_named(c.backend)) {
       // Its CLIENT SETNAME named this connection: a name it gave another one is cleared
