@@ -153,8 +153,8 @@ bool upstream::adopt(size_t b, const pool_key& key, asio::generic::stream_protoc
   for (auto& c : conns_) {
     // Not a named one: its name might not be this client's (another client's, or one
     // this client has since dropped with RESET or HELLO ... SETNAME "").
-    if (c->backend != b || !c->open || c->peer_closed || c->writing || !c->core.idle() ||
-        c->core.bad() || !c->waiting.empty() || !(c->core.key() == key) ||
+    if (c->backend != b || !c->open || c->peer_closed || c->delivering || c->writing ||
+        !c->core.idle() || c->core.bad() || !c->waiting.empty() || !(c->core.key() == key) ||
         c->core.named_by() != nullptr) {
       continue;
     }
@@ -169,7 +169,7 @@ bool upstream::adopt(size_t b, const pool_key& key, asio::generic::stream_protoc
   asio::error_code ec;
   s.assign(w_.endpoint(b).protocol(), c.fd, ec);
   if (ec) {
-    w_.poller().add(c.fd, &c, true);
+    if (!w_.poller().add(c.fd, &c, true)) fail(c, true);  // idle: nobody is told anything
     return false;
   }
   tune_socket(s);  // Asio's own record of it: non-blocking (its sync writes must not block)
@@ -202,6 +202,13 @@ void upstream::flush() {
     s->shared_submitted(b, false);
     if (s->closing() || !s->core().link_shared(b) || !s->core().link_has_output(b)) continue;
     conn& c = pick(s, b, now, paused);
+    // A connection idle a while may have been closed by the server meanwhile (its
+    // `timeout`, CLIENT KILL, a restart) with the FIN not read yet: its event can sit
+    // behind a burst of ready clients, which would be written onto the dead connection and
+    // answered "may or may not have run". One peek when it goes from idle to busy.
+    if (c.open && c.core.idle() && now - c.used_ms >= idle_check_ms && !alive(c)) {
+      fail(c, true);  // idle: nobody is told anything
+    }
     c.used_ms = now;
     if (!c.open) {
       if (std::find(c.waiting.begin(), c.waiting.end(), std::make_pair(s, b)) == c.waiting.end()) {
@@ -221,6 +228,12 @@ void upstream::flush() {
       write_now(*c);
     }
   }
+}
+
+bool upstream::alive(const conn& c) {
+  char byte;
+  const ssize_t r = ::recv(c.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  return r > 0 || (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR));
 }
 
 void upstream::connect(conn& c) {
@@ -299,7 +312,12 @@ void upstream::write_now(conn& c) {
         c.write_blocked = true;  // on_ready resumes at the EPOLLOUT edge
         return;
       }
-      fail(c, true);
+      // The server is gone (a reset, most likely after its FIN). Replies it sent before
+      // may still be queued here: read them out to the end first, so that they reach their
+      // clients and only the commands truly in flight fail (read_now fails it).
+      c.peer_closed = true;
+      read_now(c);
+      if (c.open) fail(c, true);
       return;
     }
     advance_buffers(c.bufs, c.first, static_cast<size_t>(n));
@@ -370,6 +388,9 @@ void upstream::read_now(conn& c) {
   }
   // A dead connection is not adopted by a client that pins while its replies go out.
   if (dead) c.peer_closed = true;
+  // While the replies go out, a client among them that pins does not take this
+  // connection: the next one's CLIENT SETNAME reply would name it (set_named_by below).
+  c.delivering = true;
   for (client_session* s : touched) {
     if (s->core().take_link_named(c.backend)) {
       // Its CLIENT SETNAME named this connection: a name it gave another one is cleared
@@ -383,6 +404,7 @@ void upstream::read_now(conn& c) {
     s->core().after_link_replies(c.backend);
     if (!s->closing()) s->pump();
   }
+  c.delivering = false;
   if (dead) {
     if (c.open) fail(c, true);
     return;

@@ -72,6 +72,7 @@ class upstream {
     bool connecting = false;
     bool write_blocked = false;  // a write found the socket full: the next EPOLLOUT resumes it
     bool writing = false;
+    bool delivering = false;  // read_now is handing replies to their sessions (adopt waits)
     bool maybe_ready = true;
     bool peer_closed = false;  // the poller reported the server's hang-up: read on to EOF
     // When replies last came, or the connection last went from idle to busy: a connection
@@ -93,6 +94,8 @@ class upstream {
   void on_ready(conn& c, uint32_t events);
   void close_fd(conn& c);
   void connect(conn& c);
+  // False when the server has closed c (a FIN or a reset waiting to be read).
+  static bool alive(const conn& c);
   void fail(conn& c, bool was_open);
   void written(conn& c);
 
@@ -102,6 +105,7 @@ class upstream {
   // waits behind whatever holds the usual connection, as it did before they existed).
   static constexpr size_t max_extra = 256;
   static constexpr int64_t stall_ms = 50;
+  static constexpr int64_t idle_check_ms = 10;  // see flush()
   static constexpr int64_t extra_idle_ms = 2000;
   uint32_t connect_timeout_ms_;
   std::vector<std::unique_ptr<conn>> conns_;
