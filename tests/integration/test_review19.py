@@ -27,24 +27,30 @@ SHARED = 'connections = "shared"'
 LOST = "may or may not have run"
 
 
+def clients_of(ctl):
+    """The server's clients, as dicts of CLIENT LIST fields."""
+    return [dict(kv.split("=", 1) for kv in line.split(" ") if "=" in kv)
+            for line in ctl.cmd("CLIENT", "LIST").decode().splitlines()]
+
+
 def client_id_of_shared(ctl, lastcmd):
-    """The id of the (one) server connection whose last command was `lastcmd`, other than
+    """The ids of the server connections whose last command was `lastcmd`, other than
     ctl's own."""
     me = ctl.cmd("CLIENT", "ID")
-    ids = []
-    for line in ctl.cmd("CLIENT", "LIST").decode().splitlines():
-        f = dict(kv.split("=", 1) for kv in line.split(" ") if "=" in kv)
-        if int(f["id"]) != me and f.get("cmd") == lastcmd:
-            ids.append(int(f["id"]))
-    return ids
+    return [int(f["id"]) for f in clients_of(ctl)
+            if int(f["id"]) != me and f.get("cmd") == lastcmd]
 
 
-class Review19(TestCase):
+class SharedOne(TestCase):
+    """One redis-server and one respfence in shared mode (review 19 and 20)."""
 
     def setup_one(self, threads=1):
         r = self.redis()
         p = self.proxy(r, threads=threads, extra=SHARED)
         return r, p
+
+
+class Review19(SharedOne):
 
     # ------------------------------------------------------------------ FIN behind a reply
 

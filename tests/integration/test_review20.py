@@ -14,29 +14,19 @@ import socket
 import time
 import unittest
 
-from harness import RawConn, TestCase, encode
+from harness import RawConn, encode
 from test_review16 import stopped
+from test_review19 import SharedOne, clients_of
 
-SHARED = 'connections = "shared"'
 
 
 def client_list(ctl):
     """The server's clients other than ctl, as dicts of CLIENT LIST fields."""
     me = ctl.cmd("CLIENT", "ID")
-    out = []
-    for line in ctl.cmd("CLIENT", "LIST").decode().splitlines():
-        f = dict(kv.split("=", 1) for kv in line.split(" ") if "=" in kv)
-        if int(f["id"]) != me:
-            out.append(f)
-    return out
+    return [f for f in clients_of(ctl) if int(f["id"]) != me]
 
 
-class Review20(TestCase):
-
-    def setup_one(self, threads=1):
-        r = self.redis()
-        p = self.proxy(r, threads=threads, extra=SHARED)
-        return r, p
+class Review20(SharedOne):
 
     # ------------------------------------------------------------------ F1: adopt inside read_now
 
