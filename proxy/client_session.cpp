@@ -143,11 +143,8 @@ void client_session::pump() {
 bool client_session::read_client_now() {
   auto [p, n] = core_.client_read_buffer();
   if (n == 0) return false;
-  ssize_t r;
-  do {
-    r = ::recv(fd_, p, n, 0);
-  } while (r < 0 && errno == EINTR);
-  if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+  const ssize_t r = recv_some(fd_, p, n);
+  if (r < 0 && would_block_now()) {
     maybe_ready_ = false;
     return false;
   }
@@ -169,11 +166,8 @@ bool client_session::read_client_now() {
 }
 
 bool client_session::write_client_now() {
-  ssize_t r;
-  do {
-    r = ::send(fd_, out_.data() + out_done_, out_.size() - out_done_, MSG_NOSIGNAL);
-  } while (r < 0 && errno == EINTR);
-  if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+  const ssize_t r = send_some(fd_, out_.data() + out_done_, out_.size() - out_done_);
+  if (r < 0 && would_block_now()) {
     arm_client_write();
     return false;
   }

@@ -6,6 +6,13 @@
 
 namespace respfence::proxy {
 
+namespace {
+// Every registration: edge-triggered readability and hang-up, writability on request.
+uint32_t mask(bool writable) {
+  return EPOLLIN | EPOLLRDHUP | EPOLLET | (writable ? EPOLLOUT : 0u);
+}
+}  // namespace
+
 socket_poller::socket_poller(asio::io_context& io)
     : epfd_(::epoll_create1(EPOLL_CLOEXEC)), desc_(io) {
   if (epfd_ < 0) return;
@@ -27,14 +34,14 @@ socket_poller::~socket_poller() {
 bool socket_poller::add(int fd, ready_target* t, bool writable) {
   if (epfd_ < 0) return false;
   epoll_event ev{};
-  ev.events = EPOLLIN | EPOLLRDHUP | EPOLLET | (writable ? EPOLLOUT : 0u);
+  ev.events = mask(writable);
   ev.data.ptr = t;
   return ::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) == 0;
 }
 
 void socket_poller::want_write(int fd, ready_target* t) {
   epoll_event ev{};
-  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  ev.events = mask(true);
   ev.data.ptr = t;
   ::epoll_ctl(epfd_, EPOLL_CTL_MOD, fd, &ev);
 }

@@ -4,8 +4,11 @@
 
 #include <asio.hpp>
 
+#include <cerrno>
 #include <cstddef>
 #include <vector>
+
+#include <sys/socket.h>
 
 namespace respfence::proxy {
 
@@ -19,6 +22,34 @@ void tune_socket(Socket& s) {
 
 inline bool would_block(const asio::error_code& ec) {
   return ec == asio::error::would_block || ec == asio::error::try_again;
+}
+
+// Raw descriptors (client sockets and shared connections, out of Asio: socket_poller):
+// recv, send and sendmsg retried on EINTR (never SIGPIPE). After -1, would_block_now()
+// tells a socket with nothing to read (or no room) from a failed one.
+template <typename Call>
+ssize_t retry_eintr(Call call) {
+  ssize_t r;
+  do {
+    r = call();
+  } while (r < 0 && errno == EINTR);
+  return r;
+}
+
+inline ssize_t recv_some(int fd, void* p, size_t n, int flags = 0) {
+  return retry_eintr([&] { return ::recv(fd, p, n, flags); });
+}
+
+inline ssize_t send_some(int fd, const void* p, size_t n) {
+  return retry_eintr([&] { return ::send(fd, p, n, MSG_NOSIGNAL); });
+}
+
+inline ssize_t sendmsg_some(int fd, const msghdr& m) {
+  return retry_eintr([&] { return ::sendmsg(fd, &m, MSG_NOSIGNAL); });
+}
+
+inline bool would_block_now() {
+  return errno == EAGAIN || errno == EWOULDBLOCK;
 }
 
 // `n` bytes of bufs[first..] were written: drop what was written whole, trim the rest.

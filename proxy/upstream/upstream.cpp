@@ -1,10 +1,8 @@
 #include "proxy/upstream/upstream.hpp"
 
 #include <algorithm>
-#include <cerrno>
 #include <climits>  // IOV_MAX
 
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "proxy/client_session.hpp"
@@ -232,8 +230,8 @@ void upstream::flush() {
 
 bool upstream::alive(const conn& c) {
   char byte;
-  const ssize_t r = ::recv(c.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-  return r > 0 || (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR));
+  const ssize_t r = recv_some(c.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  return r > 0 || (r < 0 && would_block_now());
 }
 
 void upstream::connect(conn& c) {
@@ -305,10 +303,9 @@ void upstream::write_now(conn& c) {
     msghdr m{};
     m.msg_iov = iov_.data();
     m.msg_iovlen = count;
-    const ssize_t n = ::sendmsg(c.fd, &m, MSG_NOSIGNAL);
+    const ssize_t n = sendmsg_some(c.fd, m);
     if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      if (would_block_now()) {
         c.write_blocked = true;  // on_ready resumes at the EPOLLOUT edge
         return;
       }
@@ -359,9 +356,8 @@ void upstream::read_now(conn& c) {
   bool dead = false;
   while (again && c.open) {
     auto [p, cap] = c.core.read_buffer();
-    const ssize_t r = ::recv(c.fd, p, cap, 0);
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    const ssize_t r = recv_some(c.fd, p, cap);
+    if (r < 0 && would_block_now()) {
       c.maybe_ready = false;
       break;
     }
