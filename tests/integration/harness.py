@@ -496,6 +496,23 @@ class Proxy:
                 raise AssertionError("sanitizer finding in respfence's log:\n" + text)
 
 
+def one_shot(port, *args):
+    """One command on a connection of its own (closed after): a direct control."""
+    c = RawConn(port)
+    try:
+        return c.cmd(*args)
+    finally:
+        c.close()
+
+
+def info_field(port, section, field):
+    """One field of INFO `section` from the server on `port` (None if absent)."""
+    for line in one_shot(port, "INFO", section).decode().splitlines():
+        if line.startswith(field + ":"):
+            return line.split(":", 1)[1].strip()
+    return None
+
+
 def redis_cli(port, *args, proto3=False, stdin=None, timeout=20):
     cmd = ["redis-cli", "-h", "127.0.0.1", "-p", str(port)]
     if proto3:

@@ -86,6 +86,19 @@ class stopped:
         return False
 
 
+def hang_up_stopped(s, pid, data, full=False):
+    """Client socket s sends `data` and hangs up (shuts down its writing side; closes with
+    `full`) while process `pid` is stopped: the other end sees the bytes and the FIN
+    together, in one readiness event."""
+    with stopped(pid):
+        s.sendall(data)
+        if full:
+            s.close()
+        else:
+            s.shutdown(socket.SHUT_WR)
+        time.sleep(0.05)
+
+
 class PingedClients:
     """A connected client that has made one round trip (test_review16, 17 and 18)."""
 
@@ -125,10 +138,7 @@ class Review16(PingedClients, TestCase):
         for where, server, port, pid in self.targets():
             with self.subTest(where=where):
                 s = self.connected(port)
-                with stopped(pid):
-                    s.sendall(encode("PING"))
-                    s.shutdown(socket.SHUT_WR)
-                    time.sleep(0.05)
+                hang_up_stopped(s, pid, encode("PING"))
                 got, eof = read_until_eof(s, 3.0)
                 self.assertTrue(eof, "%s: the connection was not closed after the client's "
                                      "half-close (got %r)" % (where, got))
@@ -170,10 +180,7 @@ class Review16(PingedClients, TestCase):
             for where, server, port, pid in self.targets(extra=extra):
                 with self.subTest(where=where, extra=extra):
                     s = self.connected(port)
-                    with stopped(pid):
-                        s.sendall(encode("BLPOP", "q16", "0"))
-                        s.close()
-                        time.sleep(0.05)
+                    hang_up_stopped(s, pid, encode("BLPOP", "q16", "0"), full=True)
                     time.sleep(0.5)
                     c = server.client()
                     self.assertEqual(c.lpush("q16", "x"), 1)
@@ -395,10 +402,7 @@ class Review16(PingedClients, TestCase):
         s.connect(path)
         s.sendall(encode("PING"))
         self.assertEqual(s.recv(100), b"+PONG\r\n")
-        with stopped(p.pid):
-            s.sendall(encode("PING"))
-            s.shutdown(socket.SHUT_WR)
-            time.sleep(0.05)
+        hang_up_stopped(s, p.pid, encode("PING"))
         got, eof = read_until_eof(s, 3.0)
         self.assertTrue(eof, "unix: the connection was not closed after the client's half-close")
         self.assertEqual(got, b"+PONG\r\n", "unix: the reply to a command sent before the "
@@ -414,10 +418,7 @@ class Review16(PingedClients, TestCase):
                 c = RawConn(port)
                 self.assertEqual(c.cmd("SET", "f16", "1"), "OK")
                 s = self.connected(port)
-                with stopped(pid):
-                    s.sendall(encode("FLUSHALL"))
-                    s.close()
-                    time.sleep(0.05)
+                hang_up_stopped(s, pid, encode("FLUSHALL"), full=True)
                 time.sleep(0.5)  # the flush's client and this one may be on two workers
                 t0 = time.monotonic()
                 self.assertIsNone(c.cmd("GET", "f16"), "%s: the FLUSHALL did not run" % where)

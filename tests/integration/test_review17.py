@@ -28,20 +28,8 @@ import threading
 import time
 import unittest
 
-from harness import RawConn, TestCase, encode, wait_until
-from test_review16 import PingedClients, fd_count, read_until_eof, stopped
-
-
-def info_field(server, section, field):
-    c = RawConn(server.port)
-    try:
-        text = c.cmd("INFO", section).decode()
-    finally:
-        c.close()
-    for line in text.splitlines():
-        if line.startswith(field + ":"):
-            return line.split(":", 1)[1].strip()
-    return None
+from harness import RawConn, TestCase, encode, info_field, wait_until
+from test_review16 import PingedClients, fd_count, hang_up_stopped, read_until_eof, stopped
 
 
 MODES = ('connections = "shared"', 'connections = "dedicated"')
@@ -101,22 +89,19 @@ class Review17(PingedClients, TestCase):
         for mode in MODES:
             for where, server, port, pid in self.targets(extra=mode):
                 with self.subTest(where=where, mode=mode):
-                    base_clients = int(info_field(server, "clients", "connected_clients"))
+                    base_clients = int(info_field(server.port, "clients", "connected_clients"))
                     s = self.connected(port)
                     time.sleep(0.2)
                     fds = fd_count(pid)
-                    with stopped(pid):
-                        s.sendall(encode("WAIT", "1", "0"))
-                        s.close()
-                        time.sleep(0.05)
+                    hang_up_stopped(s, pid, encode("WAIT", "1", "0"), full=True)
                     time.sleep(1.0)
-                    blocked = int(info_field(server, "clients", "blocked_clients"))
+                    blocked = int(info_field(server.port, "clients", "blocked_clients"))
                     self.assertEqual(blocked, 0, "%s: the closed client's WAIT still blocks "
                                      "a server connection" % where)
                     wait_until(lambda: fd_count(pid) < fds, 3,
                                what="%s: the closed client's fd to go (%d)" % (where, fds))
                     self.assertLessEqual(
-                        int(info_field(server, "clients", "connected_clients")),
+                        int(info_field(server.port, "clients", "connected_clients")),
                         base_clients + (0 if where == "direct" else 3), where)
 
     def test_wait_then_half_close_gets_no_reply_for_ever(self):
@@ -126,10 +111,7 @@ class Review17(PingedClients, TestCase):
             for where, server, port, pid in self.targets(extra=mode):
                 with self.subTest(where=where, mode=mode):
                     s = self.connected(port)
-                    with stopped(pid):
-                        s.sendall(encode("WAIT", "1", "500"))
-                        s.shutdown(socket.SHUT_WR)
-                        time.sleep(0.05)
+                    hang_up_stopped(s, pid, encode("WAIT", "1", "500"))
                     got, eof = read_until_eof(s, 3.0)
                     s.close()
                     # Direct: the client is freed at EOF, with no reply.
@@ -151,10 +133,7 @@ class Review17(PingedClients, TestCase):
                     pauser = RawConn(port)
                     s = self.connected(port)
                     self.assertEqual(pauser.cmd("CLIENT", "PAUSE", "1000", "WRITE"), "OK")
-                    with stopped(pid):
-                        s.sendall(encode("SET", "paused17", "1"))
-                        s.close()
-                        time.sleep(0.05)
+                    hang_up_stopped(s, pid, encode("SET", "paused17", "1"), full=True)
                     time.sleep(1.8)
                     self.assertIsNone(server.client().get("paused17"),
                                       "%s: a write postponed by CLIENT PAUSE ran after its "
@@ -194,10 +173,7 @@ class Review17(PingedClients, TestCase):
                 for _ in range(2):
                     c.cmd("ECHO", "x")
                 self.assertEqual(p.backend_status()["state"], "ready")
-                with stopped(p.pid):
-                    s.sendall(encode("SET", "loading17", "1"))
-                    s.close()
-                    time.sleep(0.05)
+                hang_up_stopped(s, p.pid, encode("SET", "loading17", "1"), full=True)
                 r2.wait_loaded()
                 time.sleep(1.0)
                 self.assertIsNone(r2.client().get("loading17"),
@@ -211,10 +187,7 @@ class Review17(PingedClients, TestCase):
             for where, server, port, pid in self.targets(extra=mode):
                 with self.subTest(where=where, mode=mode):
                     s = self.connected(port)
-                    with stopped(pid):
-                        s.sendall(encode("MULTI") + encode("SET", "tx17", "1"))
-                        s.close()
-                        time.sleep(0.05)
+                    hang_up_stopped(s, pid, encode("MULTI") + encode("SET", "tx17", "1"), full=True)
                     time.sleep(0.5)
                     self.assertIsNone(server.client().get("tx17"), where)
                     self.assertEqual(server.client().set("after17", "1"), True)
@@ -224,10 +197,7 @@ class Review17(PingedClients, TestCase):
             for where, server, port, pid in self.targets(extra=mode):
                 with self.subTest(where=where, mode=mode):
                     s = self.connected(port)
-                    with stopped(pid):
-                        s.sendall(encode("MULTI") + encode("SET", "tx17", "1"))
-                        s.shutdown(socket.SHUT_WR)
-                        time.sleep(0.05)
+                    hang_up_stopped(s, pid, encode("MULTI") + encode("SET", "tx17", "1"))
                     got, eof = read_until_eof(s, 3.0)
                     self.assertTrue(eof, where)
                     self.assertEqual(got, b"+OK\r\n+QUEUED\r\n", where)
@@ -239,13 +209,11 @@ class Review17(PingedClients, TestCase):
             for where, server, port, pid in self.targets(extra=mode):
                 with self.subTest(where=where, mode=mode):
                     s = self.connected(port)
-                    with stopped(pid):
-                        s.sendall(encode("SELECT", "1") + encode("SET", "db17", "1") +
-                                  encode("GET", "db17") + encode("SELECT", "0") +
-                                  encode("GET", "db17") + encode("CLIENT", "SETNAME", "n17") +
-                                  encode("CLIENT", "GETNAME"))
-                        s.shutdown(socket.SHUT_WR)
-                        time.sleep(0.05)
+                    hang_up_stopped(s, pid,
+                                    encode("SELECT", "1") + encode("SET", "db17", "1") +
+                                    encode("GET", "db17") + encode("SELECT", "0") +
+                                    encode("GET", "db17") + encode("CLIENT", "SETNAME", "n17") +
+                                    encode("CLIENT", "GETNAME"))
                     got, eof = read_until_eof(s, 3.0)
                     self.assertTrue(eof, where)
                     self.assertEqual(got, b"+OK\r\n+OK\r\n$1\r\n1\r\n+OK\r\n$-1\r\n+OK\r\n$3\r\nn17\r\n",
@@ -257,11 +225,9 @@ class Review17(PingedClients, TestCase):
             for where, server, port, pid in self.targets(extra=mode):
                 with self.subTest(where=where, mode=mode):
                     s = self.connected(port)
-                    with stopped(pid):
-                        s.sendall(encode("WATCH", "w17") + encode("MULTI") +
-                                  encode("INCR", "w17"))
-                        s.close()
-                        time.sleep(0.05)
+                    hang_up_stopped(s, pid,
+                                    encode("WATCH", "w17") + encode("MULTI") + encode("INCR", "w17"),
+                                    full=True)
                     time.sleep(0.5)
                     c = RawConn(port)
                     self.assertEqual(c.cmd("MULTI"), "OK")
@@ -281,11 +247,9 @@ class Review17(PingedClients, TestCase):
                 with self.subTest(where=where, mode=mode):
                     s = self.connected(port)
                     fds = fd_count(pid)
-                    with stopped(pid):
-                        s.sendall(encode("CLIENT", "REPLY", "OFF") + encode("SET", "ro17", "1") +
-                                  encode("INCR", "ro17c"))
-                        s.shutdown(socket.SHUT_WR)
-                        time.sleep(0.05)
+                    hang_up_stopped(s, pid,
+                                    encode("CLIENT", "REPLY", "OFF") + encode("SET", "ro17", "1") +
+                                    encode("INCR", "ro17c"))
                     got, eof = read_until_eof(s, 3.0)
                     s.close()
                     self.assertTrue(eof, where)
@@ -342,14 +306,13 @@ class Review17(PingedClients, TestCase):
                     other = RawConn(port)
                     self.assertEqual(other.cmd("PING"), "PONG")
                     s = self.connected(port)
-                    with stopped(pid):
-                        s.sendall(encode("EVAL", "local t = redis.call('TIME'); "
-                                         "local e = t[1] * 1000000 + t[2] + 800000; "
-                                         "while true do local n = redis.call('TIME'); "
-                                         "if n[1] * 1000000 + n[2] > e then break end end; "
-                                         "redis.call('SET', 'ev17', '1') return 1", "0"))
-                        s.close()
-                        time.sleep(0.05)
+                    hang_up_stopped(s, pid,
+                                    encode("EVAL", "local t = redis.call('TIME'); "
+                                           "local e = t[1] * 1000000 + t[2] + 800000; "
+                                           "while true do local n = redis.call('TIME'); "
+                                           "if n[1] * 1000000 + n[2] > e then break end end; "
+                                           "redis.call('SET', 'ev17', '1') return 1", "0"),
+                                    full=True)
                     time.sleep(0.3)  # two workers: let the EVAL reach the server first
                     t0 = time.monotonic()
                     self.assertEqual(other.cmd("GET", "ev17"), b"1", where)

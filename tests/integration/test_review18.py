@@ -18,24 +18,12 @@ import socket
 import time
 import unittest
 
-from harness import RawConn, TestCase, encode
-from test_review16 import PingedClients, fd_count, read_until_eof, stopped
+from harness import RawConn, TestCase, encode, info_field, one_shot
+from test_review16 import PingedClients, fd_count, hang_up_stopped, read_until_eof, stopped
 
 MODES = ('connections = "shared"', 'connections = "dedicated"')
 LOADING = "LOADING Redis is loading the dataset in memory"
 FAST_PROBER = "interval_ms = 100\nloading_interval_ms = 50"
-
-
-def info_field(port, section, field):
-    c = RawConn(port)
-    try:
-        text = c.cmd("INFO", section).decode()
-    finally:
-        c.close()
-    for line in text.splitlines():
-        if line.startswith(field + ":"):
-            return line.split(":", 1)[1].strip()
-    return None
 
 
 def eventually(pred, timeout, interval=0.05):
@@ -53,19 +41,7 @@ def eventually(pred, timeout, interval=0.05):
 
 
 def set_direct(port, key, value):
-    c = RawConn(port)
-    try:
-        assert c.cmd("SET", key, value) == "OK"
-    finally:
-        c.close()
-
-
-def get_direct(port, *args):
-    c = RawConn(port)
-    try:
-        return c.cmd(*args)
-    finally:
-        c.close()
+    assert one_shot(port, "SET", key, value) == "OK"
 
 
 class Review18(PingedClients, TestCase):
@@ -99,10 +75,7 @@ class Review18(PingedClients, TestCase):
             for where, server, port, pid, p in self.targets(extra=mode):
                 with self.subTest(where=where, mode=mode):
                     s = self.connected(port)
-                    with stopped(pid):
-                        s.sendall(encode("FLUSHALL") + encode("BLPOP", "q18", "0"))
-                        s.shutdown(socket.SHUT_WR)
-                        time.sleep(0.05)
+                    hang_up_stopped(s, pid, encode("FLUSHALL") + encode("BLPOP", "q18", "0"))
                     got, eof = read_until_eof(s, 3.0)
                     blocked = int(info_field(server.port, "clients", "blocked_clients"))
                     pusher = RawConn(server.port)
@@ -141,10 +114,7 @@ class Review18(PingedClients, TestCase):
                     s = self.connected(port)
                     time.sleep(0.2)
                     fds = fd_count(pid)
-                    with stopped(pid):
-                        s.sendall(req)
-                        s.close()
-                        time.sleep(0.05)
+                    hang_up_stopped(s, pid, req, full=True)
                     time.sleep(1.0)
                     blocked = int(info_field(server.port, "clients", "blocked_clients"))
                     fd_gone = eventually(lambda: fd_count(pid) < fds, 3.0)
@@ -181,10 +151,7 @@ class Review18(PingedClients, TestCase):
                     s = self.connected(port, rcvbuf=65536)
                     s.sendall(encode("GET", "big18") * n)
                     time.sleep(1.0)  # the client reads nothing yet: its output fills up
-                    with stopped(pid):
-                        s.sendall(encode("BLPOP", "q18f", "0"))
-                        s.shutdown(socket.SHUT_WR)
-                        time.sleep(0.05)
+                    hang_up_stopped(s, pid, encode("BLPOP", "q18f", "0"))
                     got, eof = read_until_eof(s, 15.0)
                     s.close()
                     time.sleep(0.3)
@@ -213,10 +180,7 @@ class Review18(PingedClients, TestCase):
                     pauser = RawConn(port)
                     s = self.connected(port)
                     self.assertEqual(pauser.cmd("CLIENT", "PAUSE", "3000", "WRITE"), "OK")
-                    with stopped(pid):
-                        s.sendall(encode("GET", "p18"))
-                        s.shutdown(socket.SHUT_WR)
-                        time.sleep(0.05)
+                    hang_up_stopped(s, pid, encode("GET", "p18"))
                     got, eof = read_until_eof(s, 2.0)
                     s.close()
                     self.assertEqual(pauser.cmd("CLIENT", "UNPAUSE"), "OK")
@@ -244,13 +208,10 @@ class Review18(PingedClients, TestCase):
                 pauser = RawConn(server.port)  # straight to the server, for both
                 s = self.connected(port)
                 self.assertEqual(pauser.cmd("CLIENT", "PAUSE", "1500", "WRITE"), "OK")
-                with stopped(pid):
-                    s.sendall(encode("SET", "paused18", "1"))
-                    s.close()
-                    time.sleep(0.05)
+                hang_up_stopped(s, pid, encode("SET", "paused18", "1"), full=True)
                 time.sleep(2.5)
                 pauser.close()
-                self.assertIsNone(get_direct(server.port, "GET", "paused18"),
+                self.assertIsNone(one_shot(server.port, "GET", "paused18"),
                                   "%s: a write postponed by CLIENT PAUSE ran after its "
                                   "client had closed" % where)
 
@@ -275,13 +236,10 @@ class Review18(PingedClients, TestCase):
             for where, server, port, pid, p in self.targets(extra=mode, health=FAST_PROBER):
                 with self.subTest(where=where, mode=mode):
                     s = self.connected(port)
-                    with stopped(pid):
-                        s.sendall(encode("EVAL", script, "0"))
-                        s.shutdown(socket.SHUT_WR)
-                        time.sleep(0.05)
+                    hang_up_stopped(s, pid, encode("EVAL", script, "0"))
                     got, eof = read_until_eof(s, 3.0)
                     s.close()
-                    ran = get_direct(server.port, "GET", "ev18")
+                    ran = one_shot(server.port, "GET", "ev18")
                     seen[(mode, where)] = (got, eof, ran)
                     if where == "direct":
                         self.assertEqual(seen[(mode, where)],
@@ -312,10 +270,7 @@ class Review18(PingedClients, TestCase):
                     time.sleep(0.1)
                     base = int(info_field(server.port, "clients", "connected_clients"))
                     s = self.connected(port, rcvbuf=4096)
-                    with stopped(pid):
-                        s.sendall(encode("GET", "big18n") * n)
-                        s.shutdown(socket.SHUT_WR)
-                        time.sleep(0.05)
+                    hang_up_stopped(s, pid, encode("GET", "big18n") * n)
                     if where == "direct":
                         gone = eventually(lambda: int(info_field(
                             server.port, "clients", "connected_clients")) <= base, 3.0)

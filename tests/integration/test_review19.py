@@ -10,17 +10,17 @@ why.
 
 Run by the reviewer: the 6 tests marked DEFECT fail on de78a70 and pass on 31bc48c and
 after the fix (upstream::read_now reads on to the FIN after a hang-up event, and delivers
-the replies it read before failing the connection); the other 5 pass on both and cover paths no other file
-exercises on purpose (adopt() then MULTI/BLPOP/SUBSCRIBE, multi-MB values with writes
-blocking, a pipeline of more than IOV_MAX buffers, 600 clients ready at once, queue release
-interleaved with new input)."""
+the replies it read before failing the connection); the other 5 pass on both and cover
+paths no other file exercises on purpose (adopt() then MULTI/BLPOP/SUBSCRIBE, multi-MB
+values with writes blocking, a pipeline of more than IOV_MAX buffers, 600 clients ready at
+once, queue release interleaved with new input)."""
 
 import socket
 import threading
 import time
 import unittest
 
-from harness import Error, RawConn, TestCase, encode, wait_until
+from harness import Error, RawConn, TestCase, encode, one_shot, wait_until
 from test_review16 import stopped
 
 SHARED = 'connections = "shared"'
@@ -54,12 +54,16 @@ class Review19(SharedOne):
 
     # ------------------------------------------------------------------ FIN behind a reply
 
-    def _reply_then_fin(self, r, p, c, pause_writes, then):
-        """Through the proxy, c sends GET k (and SET k v2 when pause_writes) while the
-        server sleeps; the proxy is stopped; the server answers GET (SET is held by a
-        CLIENT PAUSE WRITE) and its shared connection is then killed (`then`=="kill") or
-        the server restarted on the same port (`then`=="restart"); the proxy resumes with
-        the reply and the FIN queued together on its socket."""
+    def _reply_then_fin(self, pause_writes, then):
+        """A client c SETs k to v through the proxy; then c sends GET k (and SET k v2 when
+        pause_writes) while the server sleeps; the proxy is stopped; the server answers GET
+        (SET is held by a CLIENT PAUSE WRITE) and its shared connection is then killed
+        (`then`=="kill") or the server restarted on the same port (`then`=="restart"); the
+        proxy resumes with the reply and the FIN queued together on its socket. Returns (r,
+        p, c)."""
+        r, p = self.setup_one()
+        c = p.raw(timeout=5)
+        self.assertEqual(c.cmd("SET", "k", "v"), "OK")
         ctl = r.raw()
         ids = client_id_of_shared(ctl, "set")
         self.assertEqual(len(ids), 1, ids)
@@ -85,20 +89,23 @@ class Review19(SharedOne):
                 r.start()
             time.sleep(0.2)
         self.assertEqual(c.reply(), b"v")
+        return r, p, c
+
+    def _next_set_runs(self, r, c, value):
+        """c's next SET runs (on a new connection), as a direct client's would."""
+        self.assertEqual(c.cmd("SET", "k", value), "OK")
+        self.assertEqual(one_shot(r.port, "GET", "k"), value.encode())
 
     def test_fin_queued_behind_a_reply_leaves_the_next_command_hanging(self):
-        # DEFECT (failed on de78a70, fixed after it): upstream::read_now stops at the first short recv (`again = got
-        # == cap`; maybe_ready = false) and the socket is edge-triggered, so a FIN queued
+        # DEFECT: upstream::read_now stopped at the first short recv (`again = got == cap`;
+        # maybe_ready = false) and the socket is edge-triggered, so a FIN queued
         # behind the last reply bytes is never read: the proxy keeps a dead connection
         # "open". The SET in flight on it (held by the server's CLIENT PAUSE when the
         # connection was killed) is never answered. Expected (README "Connections, faults
         # and limits"): "-ERR respfence: connection to the backend was lost; the command
         # may or may not have run", and the client stays connected. Before de78a70 Asio's
         # re-armed wait saw the EOF.
-        r, p = self.setup_one()
-        c = p.raw(timeout=5)
-        self.assertEqual(c.cmd("SET", "k", "v"), "OK")
-        self._reply_then_fin(r, p, c, pause_writes=True, then="kill")
+        r, p, c = self._reply_then_fin(pause_writes=True, then="kill")
         try:
             got = c.reply()
         except socket.timeout:
@@ -108,39 +115,28 @@ class Review19(SharedOne):
         self.assertEqual(c.cmd("PING"), "PONG")
 
     def test_fin_queued_behind_a_reply_fails_the_next_command(self):
-        # DEFECT (failed on de78a70, fixed after it) (same cause): the shared connection the server closed right
-        # after its last reply is still taken as open; the client's next command is
+        # DEFECT (same cause): the shared connection the server closed right after its
+        # last reply is still taken as open; the client's next command is
         # written on it, the server's RST fails it, and a SET that never ran is answered
         # "may or may not have run" instead of OK on a new connection (what happens when
         # the FIN comes alone, and what redis-server answers a client that reconnects).
-        r, p = self.setup_one()
-        c = p.raw(timeout=5)
-        self.assertEqual(c.cmd("SET", "k", "v"), "OK")
-        self._reply_then_fin(r, p, c, pause_writes=False, then="kill")
-        self.assertEqual(c.cmd("SET", "k", "v3"), "OK")
-        self.assertEqual(get_direct(r.port, "GET", "k"), b"v3")
+        r, p, c = self._reply_then_fin(pause_writes=False, then="kill")
+        self._next_set_runs(r, c, "v3")
 
     def test_backend_restarted_right_after_a_reply(self):
-        # DEFECT (failed on de78a70, fixed after it) (same cause): redis-server stopped (SIGTERM) and started again on
-        # its port just after answering; the proxy read the reply and not the FIN behind
+        # DEFECT (same cause): redis-server stopped (SIGTERM) and started again on its
+        # port just after answering; the proxy read the reply and not the FIN behind
         # it, so the first command after the restart goes on the dead connection and
         # fails, where a new connection to the restarted server would answer it.
-        r, p = self.setup_one()
-        c = p.raw(timeout=5)
-        self.assertEqual(c.cmd("SET", "k", "v"), "OK")
-        self._reply_then_fin(r, p, c, pause_writes=False, then="restart")
+        r, p, c = self._reply_then_fin(pause_writes=False, then="restart")
         wait_until(lambda: p.backend_status()["state"] == "ready", 10, what="backend ready")
-        self.assertEqual(c.cmd("SET", "k", "v4"), "OK")
-        self.assertEqual(get_direct(r.port, "GET", "k"), b"v4")
+        self._next_set_runs(r, c, "v4")
 
     def test_dead_shared_connection_still_counted_open(self):
-        # DEFECT (failed on de78a70, fixed after it) (same cause), as /metrics shows it: after the kill the server
-        # has no connection from the proxy, yet respfence_backend_connections{kind=shared}
+        # DEFECT (same cause), as /metrics shows it: after the kill the server has no
+        # connection from the proxy, yet respfence_backend_connections{kind=shared}
         # stays 1 (the descriptor stays open, in the poller, for ever if nobody writes).
-        r, p = self.setup_one()
-        c = p.raw(timeout=5)
-        self.assertEqual(c.cmd("SET", "k", "v"), "OK")
-        self._reply_then_fin(r, p, c, pause_writes=False, then="kill")
+        r, p, c = self._reply_then_fin(pause_writes=False, then="kill")
         key = 'respfence_backend_connections{backend="b0",kind="shared"}'
         ok = True
         try:
@@ -297,15 +293,11 @@ class Review19(SharedOne):
         got = [c.reply() for _ in range(total)]
         self.assertEqual(got, list(range(1, total + 1)))
 
-
     def test_pinned_client_adopts_a_connection_the_server_closed(self):
-        # DEFECT (failed on de78a70, fixed after it) (the unread FIN, through adopt()): the killed shared connection
-        # still looks open and idle, so a client that pins (MULTI) adopts it; its MULTI is
+        # DEFECT (the unread FIN, through adopt()): the killed shared connection still
+        # looks open and idle, so a client that pins (MULTI) adopts it; its MULTI is
         # written on the dead socket and fails, where a new connection would answer OK.
-        r, p = self.setup_one()
-        c = p.raw(timeout=5)
-        self.assertEqual(c.cmd("SET", "k", "v"), "OK")
-        self._reply_then_fin(r, p, c, pause_writes=False, then="kill")
+        r, p, c = self._reply_then_fin(pause_writes=False, then="kill")
         self.assertEqual(c.cmd("MULTI"), "OK")
         self.assertEqual(c.cmd("INCR", "n"), "QUEUED")
         self.assertEqual(c.cmd("EXEC"), [1])
@@ -335,13 +327,6 @@ class Review19(SharedOne):
             c.close()
         self.assertEqual(bad, [])
 
-
-def get_direct(port, *args):
-    c = RawConn(port)
-    try:
-        return c.cmd(*args)
-    finally:
-        c.close()
 
 
 if __name__ == "__main__":

@@ -705,17 +705,25 @@ TEST_CASE("end of file: commands still queued for a loading backend go with the 
   CHECK_FALSE(f.core.on_client_eof());
 }
 
-TEST_CASE("end of file: a flush held by its fence still runs, then the session closes") {
-  // `echo FLUSHALL | nc -N`: direct, the flush runs. Its fence ends by itself soon.
-  session_fixture f;
+namespace {
+// GET a in flight; FLUSHALL (then `after`) held by the fence that waits for it; the
+// client's end of file; GET answered and the fence lowered: FLUSHALL goes out.
+void flush_behind_a_get_then_eof(session_fixture& f, const std::string& after = "") {
   f.client(cmd({"GET", "a"}));
   f.written();
-  f.client(cmd({"FLUSHALL"}));
+  f.client(cmd({"FLUSHALL"}) + after);
   CHECK(f.written().empty());  // the fence waits for GET a
   CHECK(f.core.on_client_eof());
   f.reply("$-1\r\n");
   f.core.fence_ready(1);
   CHECK(f.written() == cmd({"FLUSHALL"}));
+}
+}  // namespace
+
+TEST_CASE("end of file: a flush held by its fence still runs, then the session closes") {
+  // `echo FLUSHALL | nc -N`: direct, the flush runs. Its fence ends by itself soon.
+  session_fixture f;
+  flush_behind_a_get_then_eof(f);
   f.reply("+OK\r\n");
   CHECK(f.output() == "$-1\r\n+OK\r\n");
   CHECK(f.core.finished());
@@ -740,14 +748,7 @@ TEST_CASE("end of file: a blocking command held until after it is not sent, nor 
   // Direct, the server blocks BLPOP, never reaches the SET behind it, and frees the client
   // at EOF. Sent after the EOF, BLPOP would block for nobody and pop a later push.
   session_fixture f;
-  f.client(cmd({"GET", "a"}));
-  f.written();
-  f.client(cmd({"FLUSHALL"}) + cmd({"BLPOP", "q", "0"}) + cmd({"SET", "b", "1"}));
-  CHECK(f.written().empty());  // the fence waits for GET a
-  CHECK(f.core.on_client_eof());
-  f.reply("$-1\r\n");
-  f.core.fence_ready(1);
-  CHECK(f.written() == cmd({"FLUSHALL"}));
+  flush_behind_a_get_then_eof(f, cmd({"BLPOP", "q", "0"}) + cmd({"SET", "b", "1"}));
   f.reply("+OK\r\n");
   f.core.resume();
   CHECK(f.written().empty());
