@@ -19,12 +19,16 @@ using policy::command_kind;
 bool session_core::link_needs_connect(size_t b) const {
   const link& l = links_[b];
   // A shared link has no connection of its own: the upstream opens the shared one.
-  return !l.shared && l.state == link::conn::closed && (!l.out.empty() || !l.inflight.empty());
+  return !l.shared && l.state == link::conn::closed &&
+         (!l.out.empty() || !l.inflight.empty() || (l.reconnect && !client_gone_));
 }
 
 bool session_core::link_wanted(size_t b) const { return links_[b].wanted; }
 
-void session_core::on_link_connecting(size_t b) { links_[b].state = link::conn::connecting; }
+void session_core::on_link_connecting(size_t b) {
+  links_[b].state = link::conn::connecting;
+  links_[b].reconnect = false;
+}
 
 bool session_core::adopt_key(size_t b, pool_key& key) const {
   // Shared mode, a link pinned just now: an idle shared connection of the key the
@@ -39,6 +43,7 @@ bool session_core::adopt_key(size_t b, pool_key& key) const {
 void session_core::on_link_connected(size_t b, bool adopted) {
   link& l = links_[b];
   l.state = link::conn::open;
+  l.served = false;
   l.framer.reset();
   l.rstart = l.rend = 0;
   // server_multi stays: it describes what is queued on this link (a MULTI may be the
@@ -99,7 +104,18 @@ void session_core::for_each_waiting(const ring<inflight_item>& items, F&& f) {
 
 void session_core::on_link_failed(size_t b, bool was_open) {
   if (was_open) {
+    link& l = links_[b];
+    // Dedicated mode: a connection of the client's own that the server closed (CLIENT
+    // KILL, its idle timeout, a restart) is opened again at once when the client had state
+    // on it (a database, a name, AUTH, HELLO). That state is restored now, next to the
+    // event, not ahead of whatever the client sends next, where a MONITOR would see a
+    // SELECT the client never sent at that point. Once per connection that answered the
+    // client: a server that closes every new connection (maxclients) is not dialled in a
+    // loop.
     fail_link(b, err::backend_lost);
+    l.reconnect = !lim_.shared && l.served && !stop_input_ && !close_when_done_ && !eof_ &&
+                  !(replay_auth_.empty() && replay_hello_.empty() && replay_select_.empty() &&
+                    replay_setname_.empty());
     after_completion();
     return;
   }

@@ -99,6 +99,7 @@ void session_core::on_reply(size_t b, std::string_view reply, const reply_info& 
     }
     return;
   }
+  l.served = true;
   if (it.what == detail::item_part) {
     l.inflight.pop_front();
     // The command may have been answered already (an expired wait, another part's error).
@@ -265,11 +266,12 @@ void session_core::apply_state(command_kind kind, std::string_view view) {
       break;
     case command_kind::client_setname:
       replay_setname_.clear();
-      detail::encode_args(replay_setname_, a);
       if (a.argc() == 3) {
         client_name_.assign(a.arg(2));
         has_name_ = !client_name_.empty();
       }
+      // An empty name clears it: a new connection has none, nothing to replay.
+      if (has_name_) detail::encode_args(replay_setname_, a);
       break;
     case command_kind::reset:
       auth_key_.clear();

@@ -285,6 +285,8 @@ class session_core {
     bool named = false;  // a CLIENT SETNAME was answered OK here (take_link_named)
     reply_framer framer;
     bool server_multi = false;  // the server connection is inside MULTI
+    bool served = false;     // a client command was answered on this connection
+    bool reconnect = false;  // reopen it now, to restore the client's state (on_link_failed)
   };
 
   // A transaction the proxy holds (its commands were answered +QUEUED locally).

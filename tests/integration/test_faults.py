@@ -9,6 +9,7 @@ import time
 import unittest
 
 from harness import Error, RawConn, TestCase, encode, rss_kb, wait_until
+from test_review19 import clients_of
 
 LOADING = "LOADING Redis is loading the dataset in memory"
 
@@ -208,6 +209,83 @@ class Faults(TestCase):
         time.sleep(2.5)
         self.assert_rss_returned(rss_kb(p.pid) - base, 64 * 1024, "after a 500 MB request")
         w.finish(self)
+
+
+
+class KilledDedicatedConnection(TestCase):
+    """A client's own backend connection (connections = "dedicated") closed by the server
+    while idle: respfence opens it again at once with the client's state (its database),
+    so that a MONITOR started afterwards sees the client's next command, not a SELECT it
+    did not send then (Redis's unit/introspection 'MONITOR can log executed commands',
+    run after 'CLIENT KILL SKIPME YES/NO', failed through respfence when the replay went
+    out with the next command)."""
+
+    DEDICATED = 'connections = "dedicated"'
+
+    def _db9_connections(self, ctl):
+        me = ctl.cmd("CLIENT", "ID")
+        return [f for f in clients_of(ctl) if f.get("db") == "9" and int(f["id"]) != me]
+
+    def _kill_db9(self, ctl):
+        (conn,) = self._db9_connections(ctl)
+        self.assertEqual(ctl.cmd("CLIENT", "KILL", "ID", conn["id"]), 1)
+        return conn["id"]
+
+    def test_state_is_restored_when_the_connection_is_lost_not_with_the_next_command(self):
+        r = self.redis()
+        p = self.proxy(r, extra=self.DEDICATED)
+        c = p.raw()
+        self.assertEqual(c.cmd("SELECT", "9"), "OK")
+        self.assertEqual(c.cmd("SET", "k", "v9"), "OK")
+        ctl = r.raw()
+        old = self._kill_db9(ctl)
+        wait_until(lambda: [f for f in self._db9_connections(ctl) if f["id"] != old], 5,
+                   what="the client's connection opened again, in db 9")
+        mon = r.raw()
+        self.assertEqual(mon.cmd("MONITOR"), "OK")
+        # Nothing was in flight: the client sees no error, and its database is kept.
+        self.assertEqual(c.cmd("GET", "k"), b"v9")
+        self.assertEqual(c.cmd("SET", "k2", "x"), "OK")
+        logged = [mon.reply(), mon.reply()]
+        self.assertIn('"get" "k"', logged[0].lower())
+        self.assertIn('"set" "k2" "x"', logged[1].lower())
+        self.assertEqual(ctl.cmd("SELECT", "9"), "OK")
+        self.assertEqual(ctl.cmd("GET", "k2"), b"x")
+
+    def test_a_connection_killed_again_before_any_command_is_not_reopened(self):
+        # The server may close every new connection (maxclients, a kill loop): respfence
+        # dials once per connection that answered the client, never in a loop. The next
+        # command opens a connection as usual, in the client's database.
+        r = self.redis()
+        p = self.proxy(r, extra=self.DEDICATED)
+        c = p.raw()
+        self.assertEqual(c.cmd("SELECT", "9"), "OK")
+        self.assertEqual(c.cmd("SET", "k", "v9"), "OK")
+        ctl = r.raw()
+        old = self._kill_db9(ctl)
+        wait_until(lambda: [f for f in self._db9_connections(ctl) if f["id"] != old], 5,
+                   what="the client's connection opened again")
+        self._kill_db9(ctl)
+        time.sleep(0.5)
+        self.assertEqual(self._db9_connections(ctl), [])
+        self.assertEqual(c.cmd("GET", "k"), b"v9")
+
+    def test_a_client_in_db_0_without_a_name_is_not_reconnected(self):
+        # Nothing to restore: its next command opens a connection, as before.
+        r = self.redis()
+        p = self.proxy(r, extra=self.DEDICATED)
+        c = p.raw()
+        self.assertEqual(c.cmd("CLIENT", "SETNAME", "idle-one"), "OK")
+        self.assertEqual(c.cmd("CLIENT", "SETNAME", ""), "OK")
+        ctl = r.raw()
+        me = ctl.cmd("CLIENT", "ID")
+        (conn,) = [f for f in clients_of(ctl) if int(f["id"]) != me and f.get("cmd") == "client|setname"]
+        ctl.cmd("CLIENT", "KILL", "ID", conn["id"])
+        time.sleep(0.5)
+        # (The prober's connection, whose last command is INFO, stays.)
+        self.assertEqual([f for f in clients_of(ctl)
+                          if int(f["id"]) != me and f.get("cmd") != "info"], [])
+        self.assertEqual(c.cmd("PING"), "PONG")
 
 
 if __name__ == "__main__":

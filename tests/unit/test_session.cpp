@@ -333,6 +333,47 @@ TEST_CASE("backend lost: in-flight commands get an error; state is replayed firs
   CHECK(f.output() == "$1\r\nc\r\n");  // the replay's answers stay with the proxy
 }
 
+TEST_CASE("a dedicated connection lost while idle is opened again at once, if state is on it") {
+  session_fixture f;  // dedicated (limits{} is not shared)
+  SUBCASE("a database: reopened now, once") {
+    f.client(cmd({"SELECT", "2"}));
+    f.written();
+    f.reply("+OK\r\n");
+    CHECK(f.output() == "+OK\r\n");
+    f.core.on_link_failed(0, true);  // nothing in flight: the client hears nothing
+    CHECK(f.output().empty());
+    CHECK(f.core.link_needs_connect(0));
+    CHECK(f.written() == cmd({"SELECT", "2"}));
+    f.reply("+OK\r\n");
+    CHECK(f.output().empty());
+    // Lost again before answering the client: not dialled again (a server closing every
+    // new connection is not a loop); the next command opens one, state first.
+    f.core.on_link_failed(0, true);
+    CHECK_FALSE(f.core.link_needs_connect(0));
+    f.client(cmd({"GET", "a"}));
+    CHECK(f.written() == cmd({"SELECT", "2"}) + cmd({"GET", "a"}));
+  }
+  SUBCASE("no state (db 0, a name set and cleared): as before, at the next command") {
+    f.client(cmd({"CLIENT", "SETNAME", "me"}) + cmd({"CLIENT", "SETNAME", ""}) + cmd({"GET", "a"}));
+    f.written();
+    f.reply("+OK\r\n+OK\r\n$-1\r\n");
+    f.output();
+    f.core.on_link_failed(0, true);
+    CHECK_FALSE(f.core.link_needs_connect(0));
+    f.client(cmd({"GET", "b"}));
+    CHECK(f.written() == cmd({"GET", "b"}));
+  }
+  SUBCASE("a client gone: nothing to restore it for") {
+    f.client(cmd({"SELECT", "2"}));
+    f.written();
+    f.reply("+OK\r\n");
+    f.output();
+    f.core.on_client_closed();
+    f.core.on_link_failed(0, true);
+    CHECK_FALSE(f.core.link_needs_connect(0));
+  }
+}
+
 TEST_CASE("a connect that fails leaves the command queued, not failed") {
   session_fixture f;
   f.client(cmd({"GET", "a"}));
