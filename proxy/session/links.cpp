@@ -58,8 +58,11 @@ void session_core::on_link_connected(size_t b, bool adopted) {
   }
   // The connection's state goes first, before anything the client sent: AUTH, HELLO,
   // SELECT, CLIENT SETNAME, each answered to the proxy alone.
-  const std::string* pieces[] = {&replay_setname_, &replay_select_, &replay_hello_,
-                                 &replay_auth_};
+  // (Pushed to the front in reverse: AUTH goes first, as HELLO without AUTH needs it,
+  // unless it is newer than the HELLO's own AUTH.)
+  const std::string* pieces[] = {&replay_setname_, &replay_select_,
+                                 auth_after_hello_ ? &replay_auth_ : &replay_hello_,
+                                 auth_after_hello_ ? &replay_hello_ : &replay_auth_};
   for (const std::string* p : pieces) {
     if (p->empty()) continue;
     if (adopted && p != &replay_setname_) continue;  // the connection's key is this state
@@ -120,6 +123,14 @@ void session_core::on_link_failed(size_t b, bool was_open) {
     return;
   }
   // The connect failed: nothing was sent, so what waited may wait again.
+  if (links_[b].out.empty() && links_[b].inflight.empty()) {
+    // The reopening above, and nothing waits on it: it marks no backend down. (After a
+    // restart it is refused while the server is still gone; marking the backend down
+    // then would hold, or refuse as LOADING, the client's next command until the
+    // prober's next look.) The client's next command connects as usual.
+    close_link_state(b);
+    return;
+  }
   env_.report_unreachable(b);
   if (tunnel_) {
     // A replication stream has no second chance: the client sees its connection end.
