@@ -58,11 +58,9 @@ void session_core::on_link_connected(size_t b, bool adopted) {
   }
   // The connection's state goes first, before anything the client sent: AUTH, HELLO,
   // SELECT, CLIENT SETNAME, each answered to the proxy alone.
-  // (Pushed to the front in reverse: AUTH goes first, as HELLO without AUTH needs it,
-  // unless it is newer than the HELLO's own AUTH.)
-  const std::string* pieces[] = {&replay_setname_, &replay_select_,
-                                 auth_after_hello_ ? &replay_auth_ : &replay_hello_,
-                                 auth_after_hello_ ? &replay_hello_ : &replay_auth_};
+  // (Pushed to the front in reverse: AUTH, the latest that succeeded, goes first.)
+  const std::string* pieces[] = {&replay_setname_, &replay_select_, &replay_hello_,
+                                 &replay_auth_};
   for (const std::string* p : pieces) {
     if (p->empty()) continue;
     if (adopted && p != &replay_setname_) continue;  // the connection's key is this state

@@ -244,26 +244,26 @@ void session_core::apply_state(command_kind kind, std::string_view view) {
       replay_auth_.clear();
       detail::encode_args(replay_auth_, a);
       auth_key_ = replay_auth_;
-      // Newer than a HELLO's AUTH: replayed after that HELLO, or the HELLO would undo it.
-      auth_after_hello_ = hello_auth_;
       break;
     case command_kind::hello:
+      // HELLO without a protocol version only reports: it changes nothing.
+      if (a.argc() < 2) break;
+      resp3_ = a.arg(1) == "3";
+      // Replayed in its parts: its AUTH as the latest AUTH that succeeded (first, as a
+      // later plain AUTH would be), `HELLO protover` alone, its name as CLIENT SETNAME.
+      // Kept whole, a later HELLO without AUTH dropped the user, and a later AUTH was
+      // undone by the HELLO replayed after it.
       replay_hello_.clear();
-      detail::encode_args(replay_hello_, a);
-      hello_auth_ = false;
-      hello_named_ = false;
-      auth_after_hello_ = false;
-      if (a.argc() >= 2) resp3_ = a.arg(1) == "3";
+      write_to(replay_hello_).array(2).bulk("HELLO").bulk(a.arg(1));
       for (size_t i = 2; i < a.argc(); ++i) {
         if (policy::iequals_lower(a.arg(i), "auth") && i + 2 < a.argc()) {
           auth_key_.clear();
           write_to(auth_key_).array(3).bulk("AUTH").bulk(a.arg(i + 1)).bulk(a.arg(i + 2));
-          hello_auth_ = true;
+          replay_auth_ = auth_key_;
           i += 2;
         } else if (policy::iequals_lower(a.arg(i), "setname") && i + 1 < a.argc()) {
           client_name_.assign(a.arg(i + 1));
           has_name_ = !client_name_.empty();
-          hello_named_ = has_name_;
           // The latest name is the one replayed (after HELLO) on a new connection.
           replay_setname_.clear();
           if (has_name_) write_to(replay_setname_).array(3).bulk("CLIENT").bulk("SETNAME").bulk(client_name_);
@@ -277,9 +277,9 @@ void session_core::apply_state(command_kind kind, std::string_view view) {
         client_name_.assign(a.arg(2));
         has_name_ = !client_name_.empty();
       }
-      // An empty name clears it: a new connection has none, nothing to replay, unless the
-      // replayed HELLO gives it one (CLIENT SETNAME goes after HELLO).
-      if (has_name_ || hello_named_) detail::encode_args(replay_setname_, a);
+      // An empty name clears it: a new connection has none, nothing to replay (the
+      // replayed HELLO carries no name).
+      if (has_name_) detail::encode_args(replay_setname_, a);
       break;
     case command_kind::reset:
       auth_key_.clear();
@@ -289,7 +289,6 @@ void session_core::apply_state(command_kind kind, std::string_view view) {
       replay_hello_.clear();
       replay_select_.clear();
       replay_setname_.clear();
-      hello_auth_ = hello_named_ = auth_after_hello_ = false;
       db_ = 0;
       resp3_ = false;
       sub_channels_ = sub_patterns_ = sub_shard_ = 0;

@@ -483,9 +483,6 @@ class session_core {
   std::string replay_hello_;
   std::string replay_select_;
   std::string replay_setname_;
-  bool hello_auth_ = false;        // the replayed HELLO carries an AUTH
-  bool hello_named_ = false;       // ...a non-empty SETNAME
-  bool auth_after_hello_ = false;  // the AUTH came after that HELLO: it is replayed after it
   int db_ = 0;
   bool resp3_ = false;
 

@@ -106,5 +106,38 @@ class AuthAfterHelloAuth(TestCase):
         self.assertEqual(c.cmd("ACL", "WHOAMI"), b"u2")
 
 
+class LaterHelloKeepsTheUser(TestCase):
+    """Review 21b (5935626): the replayed HELLO was the latest HELLO, whole. A later HELLO
+    without AUTH (or a bare HELLO, which only reports) replaced it, so a reconnected
+    connection lost the user the first HELLO had authenticated (and a bare HELLO also
+    dropped RESP3). Each sequence runs direct first, as the control."""
+
+    def _after_kill(self, first, later):
+        r = self.redis()
+        ctl = r.raw()
+        self.assertEqual(ctl.cmd("ACL", "SETUSER", "u", "on", ">p", "~*", "&*", "+@all"), "OK")
+        d = r.raw()
+        self.assertIsInstance(d.cmd(*first), (list, dict))
+        d.cmd(*later)
+        direct = (d.cmd("ACL", "WHOAMI"), "resp=3" in d.cmd("CLIENT", "INFO").decode())
+        p = self.proxy(r, extra=DEDICATED)
+        c = p.raw()
+        self.assertIsInstance(c.cmd(*first), (list, dict))
+        c.cmd(*later)
+        self.assertEqual(c.cmd("SELECT", "9"), "OK")
+        (conn,) = others_in_db(ctl, 9)
+        self.assertEqual(ctl.cmd("CLIENT", "KILL", "ID", conn["id"]), 1)
+        time.sleep(0.3)
+        through = (c.cmd("ACL", "WHOAMI"), "resp=3" in c.cmd("CLIENT", "INFO").decode())
+        self.assertEqual(through, direct)
+        self.assertEqual(direct[0], b"u")
+
+    def test_a_later_hello_without_auth(self):
+        self._after_kill(("HELLO", "3", "AUTH", "u", "p"), ("HELLO", "3"))
+
+    def test_a_bare_hello(self):
+        self._after_kill(("HELLO", "3", "AUTH", "u", "p"), ("HELLO",))
+
+
 if __name__ == "__main__":
     unittest.main()
