@@ -212,6 +212,12 @@ class Faults(TestCase):
 
 
 
+def others_in_db(ctl, db):
+    """The server's clients in database `db`, other than ctl."""
+    me = ctl.cmd("CLIENT", "ID")
+    return [f for f in clients_of(ctl) if f.get("db") == str(db) and int(f["id"]) != me]
+
+
 class KilledDedicatedConnection(TestCase):
     """A client's own backend connection (connections = "dedicated") closed by the server
     while idle: respfence opens it again at once with the client's state (its database),
@@ -222,16 +228,14 @@ class KilledDedicatedConnection(TestCase):
 
     DEDICATED = 'connections = "dedicated"'
 
-    def _db9_connections(self, ctl):
-        me = ctl.cmd("CLIENT", "ID")
-        return [f for f in clients_of(ctl) if f.get("db") == "9" and int(f["id"]) != me]
-
     def _kill_db9(self, ctl):
-        (conn,) = self._db9_connections(ctl)
+        (conn,) = others_in_db(ctl, 9)
         self.assertEqual(ctl.cmd("CLIENT", "KILL", "ID", conn["id"]), 1)
         return conn["id"]
 
-    def test_state_is_restored_when_the_connection_is_lost_not_with_the_next_command(self):
+    def _killed_and_reopened(self):
+        """A client in db 9 (k = v9) whose connection the server kills while idle; returns
+        (r, c, ctl) once respfence has opened it again in db 9."""
         r = self.redis()
         p = self.proxy(r, extra=self.DEDICATED)
         c = p.raw()
@@ -239,8 +243,12 @@ class KilledDedicatedConnection(TestCase):
         self.assertEqual(c.cmd("SET", "k", "v9"), "OK")
         ctl = r.raw()
         old = self._kill_db9(ctl)
-        wait_until(lambda: [f for f in self._db9_connections(ctl) if f["id"] != old], 5,
+        wait_until(lambda: [f for f in others_in_db(ctl, 9) if f["id"] != old], 5,
                    what="the client's connection opened again, in db 9")
+        return r, c, ctl
+
+    def test_state_is_restored_when_the_connection_is_lost_not_with_the_next_command(self):
+        r, c, ctl = self._killed_and_reopened()
         mon = r.raw()
         self.assertEqual(mon.cmd("MONITOR"), "OK")
         # Nothing was in flight: the client sees no error, and its database is kept.
@@ -256,18 +264,10 @@ class KilledDedicatedConnection(TestCase):
         # The server may close every new connection (maxclients, a kill loop): respfence
         # dials once per connection that answered the client, never in a loop. The next
         # command opens a connection as usual, in the client's database.
-        r = self.redis()
-        p = self.proxy(r, extra=self.DEDICATED)
-        c = p.raw()
-        self.assertEqual(c.cmd("SELECT", "9"), "OK")
-        self.assertEqual(c.cmd("SET", "k", "v9"), "OK")
-        ctl = r.raw()
-        old = self._kill_db9(ctl)
-        wait_until(lambda: [f for f in self._db9_connections(ctl) if f["id"] != old], 5,
-                   what="the client's connection opened again")
+        _, c, ctl = self._killed_and_reopened()
         self._kill_db9(ctl)
         time.sleep(0.5)
-        self.assertEqual(self._db9_connections(ctl), [])
+        self.assertEqual(others_in_db(ctl, 9), [])
         self.assertEqual(c.cmd("GET", "k"), b"v9")
 
     def test_a_client_in_db_0_without_a_name_is_not_reconnected(self):

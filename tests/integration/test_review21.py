@@ -6,14 +6,9 @@ import time
 import unittest
 
 from harness import TestCase
-from test_review19 import clients_of
+from test_faults import others_in_db
 
 DEDICATED = 'connections = "dedicated"'
-
-
-def others_in_db(ctl, db):
-    me = ctl.cmd("CLIENT", "ID")
-    return [f for f in clients_of(ctl) if f.get("db") == str(db) and int(f["id"]) != me]
 
 
 class NameClearedAfterHello(TestCase):
