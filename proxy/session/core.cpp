@@ -190,7 +190,8 @@ void session_core::parse_input() {
       e.t0_us = batch_us_;
       stop_input_ = true;
       close_when_done_ = true;
-      const std::string reply = framer_.error_reply();
+      e.quiet = reply_off_;  // the server's protocol error is silenced under OFF too
+      const std::string reply = e.quiet ? std::string() : framer_.error_reply();
       if (held_ > 0) {
         // Keep it in order behind held commands: its answer is all it needs.
         e.kind = reply_kind::local;
@@ -242,6 +243,14 @@ bool session_core::dispatch(entry& e, const routing::arg_source& args) {
   e.ckind = cmd ? cmd->kind : command_kind::plain;
   e.cflags = cmd ? cmd->flags : 0;
   const command_kind k = e.ckind;
+  // Whether it belongs to a transaction, and whether the client hears its reply, are
+  // decided once, when it first arrives in turn: a command sent again after LOADING never
+  // joins a MULTI the client opened after it, nor falls under a later CLIENT REPLY.
+  if (!e.decided) {
+    e.decided = true;
+    e.in_tx = tx_open_ || k == command_kind::multi;
+    decide_reply(e, args);
+  }
 
   if (k == command_kind::quit) {
     stop_input_ = true;
@@ -294,12 +303,6 @@ bool session_core::dispatch(entry& e, const routing::arg_source& args) {
   }
   e.backend = static_cast<uint16_t>(b);
 
-  // Whether it belongs to a transaction is decided once, when it first arrives in turn: a
-  // command sent again after LOADING never joins a MULTI the client opened after it.
-  if (!e.decided) {
-    e.decided = true;
-    e.in_tx = tx_open_ || k == command_kind::multi;
-  }
   if (lim_.shared && k == command_kind::multi && !tx_open_ &&
       !shared_prepare(e, cmd, args, b, router.sharded())) {
     return false;
@@ -388,30 +391,7 @@ bool session_core::dispatch(entry& e, const routing::arg_source& args) {
 void session_core::send(entry& e, size_t b, const routing::arg_source& args) {
   const command_kind k = e.ckind;
   reply_kind kind = reply_kind::pass;
-  bool no_reply = false;
-  if (k == command_kind::client_reply && args.argc() == 3) {
-    const std::string_view mode = args.arg(2);
-    if (policy::iequals_lower(mode, "off")) {
-      no_reply = true;
-      reply_off_ = true;
-    } else if (policy::iequals_lower(mode, "skip")) {
-      no_reply = true;
-      if (!reply_off_) reply_skip_next_ = true;
-    } else if (policy::iequals_lower(mode, "on")) {
-      reply_off_ = false;
-      reply_skip_next_ = false;
-    } else if (reply_off_) {
-      no_reply = true;  // a bad mode: its syntax error is not sent either
-    } else if (reply_skip_next_) {
-      no_reply = true;
-      reply_skip_next_ = false;
-    }
-  } else if (reply_off_) {
-    no_reply = true;
-  } else if (reply_skip_next_) {
-    no_reply = true;
-    reply_skip_next_ = false;
-  }
+  const bool no_reply = e.quiet;  // CLIENT REPLY OFF/SKIP (decide_reply)
   if (links_[b].shared && args.argc() == 2 && policy::iequals_lower(args.arg(0), "client") &&
       policy::iequals_lower(args.arg(1), "getname")) {
     kind = reply_kind::own_name;
@@ -491,6 +471,13 @@ void session_core::send(entry& e, size_t b, const routing::arg_source& args) {
     e.exempt = true;               // no fence waits for it
     return;
   }
+  // The server must answer ASKING, and whatever the client waits for (CLIENT REPLY ON is
+  // answered whatever came before it, RESET unless a SKIP is pending).
+  const bool answered_anyway =
+      (k == command_kind::client_reply && args.argc() == 3 &&
+       policy::iequals_lower(args.arg(2), "on")) ||
+      (k == command_kind::reset && !links_[b].server_skip_next);
+  if ((!no_reply && !answered_anyway) || e.asking) expect_server_reply(b, e.seq);
   link& l = ensure_link(b);
   note_shared_effects(e, l, args);  // pauses are noted in both models (on_client_eof)
   if (e.asking) {
@@ -511,6 +498,7 @@ void session_core::send(entry& e, size_t b, const routing::arg_source& args) {
   } else {
     append_in(l, e.req_off, e.req_len);
   }
+  const bool server_answers_it = server_answers(l, k, args);
   e.state = entry_state::sent;
   e.backend = static_cast<uint16_t>(b);
   e.kind = kind;
@@ -523,14 +511,101 @@ void session_core::send(entry& e, size_t b, const routing::arg_source& args) {
     // connection state is recorded now, since no reply will say it took effect.
     l.silent_seq = e.seq + 1;
     if (!l.server_multi) record_state(e, {});
+    // The client's CLIENT REPLY went to another backend, or to a connection since lost:
+    // this server connection answers all the same, and the answer is dropped.
+    if (server_answers_it) push_item(l, inflight_item{e.seq, detail::item_swallow, 0});
     answer_local(e, {});
     return;
   }
   push_item(l, inflight_item{e.seq, detail::item_reply, 0});
 }
 
+void session_core::decide_reply(entry& e, const routing::arg_source& args) {
+  // Redis (networking.c): OFF silences every reply, its own too; SKIP silences the next
+  // command's, whatever that command is; ON answers +OK even when replies were off or
+  // skipped; RESET turns replies on, then answers (unless a SKIP silences it).
+  const command_kind k = e.ckind;
+  const bool skipped = reply_skip_next_;
+  reply_skip_next_ = false;
+  e.quiet = reply_off_ || skipped;
+  if (k == command_kind::reset) {
+    reply_off_ = false;
+    e.quiet = skipped;
+    return;
+  }
+  // Inside MULTI it is refused (dispatch_tx), and its error is silenced like any reply.
+  if (k != command_kind::client_reply || args.argc() != 3 || tx_open_) return;
+  const std::string_view mode = args.arg(2);
+  if (policy::iequals_lower(mode, "on")) {
+    reply_off_ = false;
+    e.quiet = false;
+  } else if (policy::iequals_lower(mode, "off")) {
+    reply_off_ = true;
+    e.quiet = true;
+  } else if (policy::iequals_lower(mode, "skip")) {
+    reply_skip_next_ = !reply_off_;
+    e.quiet = true;
+  }
+  // A bad mode: its syntax error is silenced as any reply.
+}
+
+bool session_core::expect_server_reply(size_t b, uint64_t seq) {
+  link& l = links_[b];
+  if (!l.server_reply_off && !l.server_skip_next) return true;
+  // Inside MULTI under OFF the server says nothing at all until replies are on again
+  // (a CLIENT REPLY ON would only be queued), so nothing is waited for.
+  if (l.server_multi) return !l.server_reply_off;
+  link& el = ensure_link(b);
+  const size_t start = el.gen.size();
+  if (l.server_reply_off) {
+    static constexpr std::string_view on = "*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$2\r\nON\r\n";
+    el.gen += on;
+    el.out.push_back(seg{true, start, on.size()});
+    push_item(el, inflight_item{seq, detail::item_swallow, 0});
+  } else {
+    // A SKIP meant for a command that went to another connection: a PING takes it here,
+    // and the server answers that PING nothing.
+    static constexpr std::string_view ping = "*1\r\n$4\r\nPING\r\n";
+    el.gen += ping;
+    el.out.push_back(seg{true, start, ping.size()});
+  }
+  el.server_reply_off = false;
+  el.server_skip_next = false;
+  return true;
+}
+
+bool session_core::server_answers(link& l, command_kind k, const routing::arg_source& args) {
+  // Redis: OFF silences every reply, SKIP the next command's (whatever that command is,
+  // queued in MULTI too); ON answers +OK even when replies were off.
+  const bool silent = l.server_reply_off || l.server_skip_next;
+  l.server_skip_next = false;
+  if (l.server_multi) return !silent;
+  if (k == command_kind::reset) {
+    const bool skipped = silent && !l.server_reply_off;
+    l.server_reply_off = false;  // RESET turns replies on before it answers
+    return !skipped;
+  }
+  if (k != command_kind::client_reply || args.argc() != 3) return !silent;
+  const std::string_view mode = args.arg(2);
+  if (policy::iequals_lower(mode, "on")) {
+    l.server_reply_off = false;
+    return true;
+  }
+  if (policy::iequals_lower(mode, "off")) {
+    l.server_reply_off = true;
+    return false;
+  }
+  if (policy::iequals_lower(mode, "skip")) {
+    l.server_skip_next = !l.server_reply_off;
+    return false;
+  }
+  return !silent;  // a bad mode: the syntax error is silenced like any reply
+}
+
 void session_core::send_rewritten_ping(entry& e, size_t b, const routing::arg_source& args) {
   // ECHO is loading-safe; its answer is PING's for "PING msg", and +PONG for a bare PING.
+  const bool quiet = e.quiet;
+  if (!quiet) expect_server_reply(b, e.seq);
   link& l = ensure_link(b);
   const size_t start = l.gen.size();
   detail::write_echo_for_ping(l.gen, args.argc() >= 2, args.argc() >= 2 ? args.arg(1) : "");
@@ -539,10 +614,12 @@ void session_core::send_rewritten_ping(entry& e, size_t b, const routing::arg_so
   e.backend = static_cast<uint16_t>(b);
   e.kind = args.argc() >= 2 ? reply_kind::pass : reply_kind::ping_bare;
   e.retry = true;
-  if (reply_off_ || reply_skip_next_) {
-    // CLIENT REPLY OFF/SKIP: the server answers the ECHO with nothing, as it would PING.
-    reply_skip_next_ = false;
+  const bool server_answers_it = server_answers(l, e.ckind, args);
+  if (quiet) {
+    // CLIENT REPLY OFF/SKIP: the client gets nothing, as from PING (and what this
+    // connection answers all the same is dropped: see send()).
     l.silent_seq = e.seq + 1;
+    if (server_answers_it) push_item(l, inflight_item{e.seq, detail::item_swallow, 0});
     answer_local(e, {});
     return;
   }
@@ -550,11 +627,14 @@ void session_core::send_rewritten_ping(entry& e, size_t b, const routing::arg_so
 }
 
 void session_core::send_gen(size_t b, std::string_view bytes, uint8_t what, uint64_t seq) {
+  // What the proxy sends of its own (DISCARD, UNWATCH, MULTI, ASKING) is answered to it
+  // alone, so the server connection must answer it, whatever CLIENT REPLY left there.
+  const bool heard = expect_server_reply(b, seq);
   link& l = ensure_link(b);
   const size_t start = l.gen.size();
   l.gen.append(bytes);
   l.out.push_back(seg{true, start, bytes.size()});
-  push_item(l, inflight_item{seq, what, 0});
+  if (heard) push_item(l, inflight_item{seq, what, 0});
 }
 
 void session_core::append_in(link& l, size_t off, size_t len) {
@@ -573,10 +653,10 @@ session_core::link& session_core::ensure_link(size_t b) {
 }
 
 void session_core::answer_local(entry& e, std::string_view reply) {
+  // Under CLIENT REPLY OFF/SKIP (e.quiet) the server sends nothing, and neither does the
+  // proxy for what it answers itself (a held MULTI's +OK, a LOADING error, a refusal):
+  // deliver() drops it.
   e.kind = reply_kind::local;
-  // Under CLIENT REPLY OFF the server sends nothing, and neither does the proxy for what
-  // it answers itself (a held MULTI's +OK, a LOADING error, a refusal).
-  if (reply_off_) reply = {};
   deliver(e, reply);
 }
 

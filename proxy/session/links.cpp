@@ -82,6 +82,10 @@ ring<session_core::inflight_item> session_core::close_link_state(size_t b) {
   link& l = links_[b];
   l.state = link::conn::closed;
   l.server_multi = false;
+  // The next connection answers every command. (Not reset when it opens: what was
+  // queued for it before then, a CLIENT REPLY OFF among it, has already set these.)
+  l.server_reply_off = false;
+  l.server_skip_next = false;
   l.framer.reset();
   l.rstart = l.rend = 0;
   ring<inflight_item> items;

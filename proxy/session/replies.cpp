@@ -294,8 +294,8 @@ void session_core::apply_state(command_kind kind, std::string_view view) {
       sub_channels_ = sub_patterns_ = sub_shard_ = 0;
       monitor_ = false;
       tracking_ = false;
-      reply_off_ = false;
-      reply_skip_next_ = false;
+      // CLIENT REPLY state was decided when RESET was (decide_reply): a CLIENT REPLY sent
+      // after it may already have moved it.
       break;
     case command_kind::monitor:
       monitor_ = true;
@@ -312,6 +312,7 @@ void session_core::apply_state(command_kind kind, std::string_view view) {
 // ---------------------------------------------------------------- output in order
 
 void session_core::deliver(entry& e, std::string_view reply) {
+  if (e.quiet) reply = {};
   if (lim_.shared && e.kind != reply_kind::local) {
     reply_avg_ = reply_avg_ == 0 ? reply.size() : (reply_avg_ * 7 + reply.size()) / 8;
   }

@@ -228,6 +228,10 @@ class session_core {
     int64_t queued_at = 0;       // when it first waited for its backend: the deadline counts from there
     uint64_t own_fence = 0;      // a flush: the fence it raised, until it is answered
     bool unpause = false;        // shared mode: a CLIENT UNPAUSE outside MULTI
+    // Under CLIENT REPLY OFF/SKIP the client gets nothing of its reply (decide_reply),
+    // whether or not the proxy waits for one (a command sent to several backends, a held
+    // transaction's EXEC, a server connection that still answers).
+    bool quiet = false;
   };
 
   // A LOADING answer whose command may be sent again (design.md §6): only once the prober has
@@ -285,6 +289,11 @@ class session_core {
     bool named = false;  // a CLIENT SETNAME was answered OK here (take_link_named)
     reply_framer framer;
     bool server_multi = false;  // the server connection is inside MULTI
+    // The server connection's CLIENT REPLY state, as the commands sent on it set it. The
+    // client's own (reply_off_, reply_skip_next_) may differ: CLIENT REPLY reaches one
+    // backend, and a new connection starts with replies on.
+    bool server_reply_off = false;
+    bool server_skip_next = false;
     bool served = false;     // a client command was answered on this connection
     bool reconnect = false;  // reopen it now, to restore the client's state (on_link_failed)
   };
@@ -318,6 +327,16 @@ class session_core {
   void send(entry& e, size_t b, const routing::arg_source& args);
   void send_rewritten_ping(entry& e, size_t b, const routing::arg_source& args);
   void send_gen(size_t b, std::string_view bytes, uint8_t what, uint64_t seq);
+  // Before a command whose reply the proxy waits for goes on link b: a server connection
+  // that CLIENT REPLY left silent (OFF, or a SKIP still pending) is made to answer again.
+  // False where it cannot be (inside MULTI under OFF): the server will answer nothing.
+  bool expect_server_reply(size_t b, uint64_t seq);
+  // Whether the server answers the command about to go on l, under the connection's
+  // CLIENT REPLY state; that state moves as the server moves it.
+  static bool server_answers(link& l, policy::command_kind k, const routing::arg_source& args);
+  // Whether the client hears e's reply (e.quiet), under its CLIENT REPLY; that state
+  // moves as the server moves it. Once per command, in the client's order.
+  void decide_reply(entry& e, const routing::arg_source& args);
   void append_in(link& l, size_t off, size_t len);
   void answer_local(entry& e, std::string_view reply);
   bool start_flush(entry& e, const std::vector<size_t>& targets, const char* why);

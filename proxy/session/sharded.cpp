@@ -133,6 +133,8 @@ bool session_core::dispatch_sharded(entry& e, const routing::arg_source& args,
     m.ping_message.assign(args.arg(1));
     m.has_message = true;
   }
+  // Under CLIENT REPLY OFF/SKIP (e.quiet) the parts are answered to the proxy all the
+  // same (send_parts), and the client gets nothing (deliver).
   return send_parts(e);
 }
 
@@ -171,6 +173,7 @@ bool session_core::send_parts(entry& e) {
     if (m.state[p] != part_state::pending) continue;
     const size_t t = m.part_backend[p];
     const backend_view& v = env_.view(t);
+    expect_server_reply(t, e.seq);  // each part is waited for, whatever CLIENT REPLY says
     link& l = ensure_link(t);
     if (m.asking[p]) {
       // -ASK: this part goes to the importing node, announced by ASKING right before it.

@@ -137,6 +137,15 @@ bool session_core::dispatch_tx(entry& e, const routing::arg_source& args,
     return true;
   }
 
+  if (k == command_kind::client_reply && cmd != nullptr && cmd->arity_ok(args.argc())) {
+    // Redis 7.0 runs it inside EXEC, and EXEC's array then counts the replies it drops: a
+    // malformed reply that desynchronises any client (valkey#1268). Valkey 9 refuses it
+    // as a command not allowed in MULTI (valkey#1966, #2152); so does the proxy, and the
+    // transaction fails at EXEC.
+    tx_dirty_ = true;
+    answer_local(e, err::not_allowed_in_multi);
+    return true;
+  }
   if (k == command_kind::reset) {
     // RESET ends the transaction here and on the server.
     if (tx_cur_ >= 0) free_tx(tx_cur_);
@@ -404,6 +413,7 @@ bool session_core::exec_held_tx(entry& e, size_t b) {
     }
     return hold_for_loading(e, b, e.timeout_ms);
   }
+  expect_server_reply(b, e.seq);  // the block's replies are waited for, whatever CLIENT REPLY
   link& l = ensure_link(b);
   if (!t.multi_sent) {
     send_gen(b, k_multi, detail::item_swallow, e.seq);
