@@ -190,7 +190,11 @@ void session_core::parse_input() {
       e.t0_us = batch_us_;
       stop_input_ = true;
       close_when_done_ = true;
-      e.quiet = reply_off_;  // the server's protocol error is silenced under OFF too
+      // The server's protocol error is silenced under CLIENT REPLY OFF/SKIP too. With
+      // nothing held, every command before it is decided, and so is the client's reply
+      // mode; else that is known in its turn (flush_head).
+      e.protocol_error = true;
+      e.quiet = held_ == 0 && (reply_off_ || reply_skip_next_);
       const std::string reply = e.quiet ? std::string() : framer_.error_reply();
       if (held_ > 0) {
         // Keep it in order behind held commands: its answer is all it needs.
@@ -247,6 +251,13 @@ bool session_core::dispatch(entry& e, const routing::arg_source& args) {
   // decided once, when it first arrives in turn: a command sent again after LOADING never
   // joins a MULTI the client opened after it, nor falls under a later CLIENT REPLY.
   if (!e.decided) {
+    if (k == command_kind::client_reply && !resp3_ && !tx_open_ && e.seq != head_seq_ &&
+        (subscribed() || sub_pending_)) {
+      // Whether a RESP2 connection is in subscribed context (where the server refuses
+      // CLIENT REPLY) is known for sure once every confirmation before it has come.
+      hold(e, hold_reason::barrier);
+      return false;
+    }
     e.decided = true;
     e.in_tx = tx_open_ || k == command_kind::multi;
     decide_reply(e, args);
@@ -391,7 +402,14 @@ bool session_core::dispatch(entry& e, const routing::arg_source& args) {
 void session_core::send(entry& e, size_t b, const routing::arg_source& args) {
   const command_kind k = e.ckind;
   reply_kind kind = reply_kind::pass;
-  const bool no_reply = e.quiet;  // CLIENT REPLY OFF/SKIP (decide_reply)
+  // CLIENT REPLY OFF/SKIP (decide_reply). A command whose success changes what the proxy
+  // replays on a new connection (SELECT, AUTH, HELLO, CLIENT SETNAME, RESET) is answered
+  // to the proxy all the same, so that a failure is never recorded as a success; the
+  // client still hears nothing (e.quiet).
+  const bool records = k == command_kind::select || k == command_kind::auth ||
+                       k == command_kind::hello || k == command_kind::client_setname ||
+                       k == command_kind::reset;
+  const bool no_reply = e.quiet && !(records && !links_[b].server_multi);
   if (links_[b].shared && args.argc() == 2 && policy::iequals_lower(args.arg(0), "client") &&
       policy::iequals_lower(args.arg(1), "getname")) {
     kind = reply_kind::own_name;
@@ -474,9 +492,10 @@ void session_core::send(entry& e, size_t b, const routing::arg_source& args) {
   // The server must answer ASKING, and whatever the client waits for (CLIENT REPLY ON is
   // answered whatever came before it, RESET unless a SKIP is pending).
   const bool answered_anyway =
-      (k == command_kind::client_reply && args.argc() == 3 &&
+      (k == command_kind::client_reply && !e.reply_refused && args.argc() == 3 &&
        policy::iequals_lower(args.arg(2), "on")) ||
-      (k == command_kind::reset && !links_[b].server_skip_next);
+      (k == command_kind::reset && !links_[b].server_skip_next) ||
+      (is_subscribe_kind(k) && !links_[b].server_multi);
   if ((!no_reply && !answered_anyway) || e.asking) expect_server_reply(b, e.seq);
   link& l = ensure_link(b);
   note_shared_effects(e, l, args);  // pauses are noted in both models (on_client_eof)
@@ -498,7 +517,7 @@ void session_core::send(entry& e, size_t b, const routing::arg_source& args) {
   } else {
     append_in(l, e.req_off, e.req_len);
   }
-  const bool server_answers_it = server_answers(l, k, args);
+  const bool server_answers_it = server_answers(l, e, args);
   e.state = entry_state::sent;
   e.backend = static_cast<uint16_t>(b);
   e.kind = kind;
@@ -530,11 +549,28 @@ void session_core::decide_reply(entry& e, const routing::arg_source& args) {
   e.quiet = reply_off_ || skipped;
   if (k == command_kind::reset) {
     reply_off_ = false;
+    sub_pending_ = false;
     e.quiet = skipped;
+    return;
+  }
+  if (is_subscribe_kind(k) && !tx_open_) {
+    // Confirmations are pushes: the server sends them whatever CLIENT REPLY says (a SKIP
+    // is used up all the same).
+    e.quiet = false;
+    if (!resp3_ && (k == command_kind::subscribe || k == command_kind::psubscribe ||
+                    k == command_kind::ssubscribe)) {
+      sub_pending_ = true;
+    }
     return;
   }
   // Inside MULTI it is refused (dispatch_tx), and its error is silenced like any reply.
   if (k != command_kind::client_reply || args.argc() != 3 || tx_open_) return;
+  if (!resp3_ && (subscribed() || sub_pending_)) {
+    // RESP2 subscribed context: the server refuses it ("only (P|S)SUBSCRIBE / ... are
+    // allowed in this context"), and nothing changes.
+    e.reply_refused = true;
+    return;
+  }
   const std::string_view mode = args.arg(2);
   if (policy::iequals_lower(mode, "on")) {
     reply_off_ = false;
@@ -574,12 +610,16 @@ bool session_core::expect_server_reply(size_t b, uint64_t seq) {
   return true;
 }
 
-bool session_core::server_answers(link& l, command_kind k, const routing::arg_source& args) {
+bool session_core::server_answers(link& l, const entry& e, const routing::arg_source& args) {
   // Redis: OFF silences every reply, SKIP the next command's (whatever that command is,
-  // queued in MULTI too); ON answers +OK even when replies were off.
+  // queued in MULTI too); ON answers +OK even when replies were off; pub/sub
+  // confirmations are pushes, sent whatever CLIENT REPLY says.
+  const command_kind k = e.ckind;
   const bool silent = l.server_reply_off || l.server_skip_next;
   l.server_skip_next = false;
   if (l.server_multi) return !silent;
+  if (is_subscribe_kind(k)) return true;
+  if (e.reply_refused) return !silent;
   if (k == command_kind::reset) {
     const bool skipped = silent && !l.server_reply_off;
     l.server_reply_off = false;  // RESET turns replies on before it answers
@@ -614,7 +654,7 @@ void session_core::send_rewritten_ping(entry& e, size_t b, const routing::arg_so
   e.backend = static_cast<uint16_t>(b);
   e.kind = args.argc() >= 2 ? reply_kind::pass : reply_kind::ping_bare;
   e.retry = true;
-  const bool server_answers_it = server_answers(l, e.ckind, args);
+  const bool server_answers_it = server_answers(l, e, args);
   if (quiet) {
     // CLIENT REPLY OFF/SKIP: the client gets nothing, as from PING (and what this
     // connection answers all the same is dropped: see send()).

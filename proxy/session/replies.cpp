@@ -66,6 +66,7 @@ void session_core::on_subscribe_confirmation(std::string_view reply, const reply
   if (info.n_el < 3 || info.el[2].type != ':') return;
   const std::string_view name = info.element(reply, 0);
   const int64_t n = info.el[2].integer;
+  sub_pending_ = false;  // subscribed() now says it
   // The count is the client's total: channels + patterns, or shard channels alone.
   if (name == "subscribe" || name == "unsubscribe") {
     sub_channels_ = std::max<int64_t>(0, n - sub_patterns_);
@@ -363,7 +364,11 @@ void session_core::flush_head() {
   while (!pipe_.empty() && pipe_.front().state == entry_state::done) {
     entry& h = pipe_.front();
     if (h.stored) {
-      out_.append(stash_, h.rep_off, h.rep_len);
+      // A protocol error read behind held commands: every command before it is decided
+      // now, and so is whether CLIENT REPLY silences it.
+      if (!(h.protocol_error && (reply_off_ || reply_skip_next_))) {
+        out_.append(stash_, h.rep_off, h.rep_len);
+      }
       stash_bytes_ -= h.rep_len;
       if (--stash_live_ == 0) stash_.clear();
     }

@@ -232,6 +232,8 @@ class session_core {
     // whether or not the proxy waits for one (a command sent to several backends, a held
     // transaction's EXEC, a server connection that still answers).
     bool quiet = false;
+    bool reply_refused = false;  // a CLIENT REPLY the server refuses (RESP2 subscribed context)
+    bool protocol_error = false; // a protocol error's answer, silenced or not in its turn
   };
 
   // A LOADING answer whose command may be sent again (design.md §6): only once the prober has
@@ -333,7 +335,7 @@ class session_core {
   bool expect_server_reply(size_t b, uint64_t seq);
   // Whether the server answers the command about to go on l, under the connection's
   // CLIENT REPLY state; that state moves as the server moves it.
-  static bool server_answers(link& l, policy::command_kind k, const routing::arg_source& args);
+  static bool server_answers(link& l, const entry& e, const routing::arg_source& args);
   // Whether the client hears e's reply (e.quiet), under its CLIENT REPLY; that state
   // moves as the server moves it. Once per command, in the client's order.
   void decide_reply(entry& e, const routing::arg_source& args);
@@ -531,6 +533,9 @@ class session_core {
   bool tracking_ = false;
   bool reply_off_ = false;
   bool reply_skip_next_ = false;
+  // A SUBSCRIBE-family command was decided and no confirmation has come yet: the RESP2
+  // connection is (about to be) in subscribed context, where CLIENT REPLY is refused.
+  bool sub_pending_ = false;
 
   // Flush fences up now, and the entry whose flush is raising one (its own later
   // commands come after the flush, even if they were read in the same batch).
