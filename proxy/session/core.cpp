@@ -252,7 +252,7 @@ bool session_core::dispatch(entry& e, const routing::arg_source& args) {
   // joins a MULTI the client opened after it, nor falls under a later CLIENT REPLY.
   if (!e.decided) {
     if (k == command_kind::client_reply && !resp3_ && !tx_open_ && e.seq != head_seq_ &&
-        (subscribed() || sub_pending_)) {
+        (subscribed() || sub_inflight_ > 0)) {
       // Whether a RESP2 connection is in subscribed context (where the server refuses
       // CLIENT REPLY) is known for sure once every confirmation before it has come.
       hold(e, hold_reason::barrier);
@@ -549,7 +549,6 @@ void session_core::decide_reply(entry& e, const routing::arg_source& args) {
   e.quiet = reply_off_ || skipped;
   if (k == command_kind::reset) {
     reply_off_ = false;
-    sub_pending_ = false;
     e.quiet = skipped;
     return;
   }
@@ -557,15 +556,16 @@ void session_core::decide_reply(entry& e, const routing::arg_source& args) {
     // Confirmations are pushes: the server sends them whatever CLIENT REPLY says (a SKIP
     // is used up all the same).
     e.quiet = false;
-    if (!resp3_ && (k == command_kind::subscribe || k == command_kind::psubscribe ||
-                    k == command_kind::ssubscribe)) {
-      sub_pending_ = true;
+    if (!resp3_) {
+      ++sub_inflight_;
+      e.sub_counted = true;
     }
     return;
   }
   // Inside MULTI it is refused (dispatch_tx), and its error is silenced like any reply.
   if (k != command_kind::client_reply || args.argc() != 3 || tx_open_) return;
-  if (!resp3_ && (subscribed() || sub_pending_)) {
+  // Exact here: held (dispatch) until no SUBSCRIBE-family command before it is unanswered.
+  if (!resp3_ && subscribed()) {
     // RESP2 subscribed context: the server refuses it ("only (P|S)SUBSCRIBE / ... are
     // allowed in this context"), and nothing changes.
     e.reply_refused = true;

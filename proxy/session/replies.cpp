@@ -66,7 +66,6 @@ void session_core::on_subscribe_confirmation(std::string_view reply, const reply
   if (info.n_el < 3 || info.el[2].type != ':') return;
   const std::string_view name = info.element(reply, 0);
   const int64_t n = info.el[2].integer;
-  sub_pending_ = false;  // subscribed() now says it
   // The count is the client's total: channels + patterns, or shard channels alone.
   if (name == "subscribe" || name == "unsubscribe") {
     sub_channels_ = std::max<int64_t>(0, n - sub_patterns_);
@@ -336,6 +335,10 @@ void session_core::deliver(entry& e, std::string_view reply) {
 
 void session_core::complete(entry& e) {
   e.state = entry_state::done;
+  if (e.sub_counted) {
+    e.sub_counted = false;
+    --sub_inflight_;
+  }
   if (e.t0_us != 0 && e.kind != reply_kind::local) {
     env_.record_latency_us(static_cast<uint64_t>(std::max<int64_t>(0, batch_us_ - e.t0_us)));
   }

@@ -233,6 +233,7 @@ class session_core {
     // transaction's EXEC, a server connection that still answers).
     bool quiet = false;
     bool reply_refused = false;  // a CLIENT REPLY the server refuses (RESP2 subscribed context)
+    bool sub_counted = false;    // counted in sub_inflight_ until it completes
     bool protocol_error = false; // a protocol error's answer, silenced or not in its turn
   };
 
@@ -533,9 +534,10 @@ class session_core {
   bool tracking_ = false;
   bool reply_off_ = false;
   bool reply_skip_next_ = false;
-  // A SUBSCRIBE-family command was decided and no confirmation has come yet: the RESP2
-  // connection is (about to be) in subscribed context, where CLIENT REPLY is refused.
-  bool sub_pending_ = false;
+  // SUBSCRIBE-family commands decided and not yet answered (confirmed or refused): while
+  // any is, whether a RESP2 connection is in subscribed context (where CLIENT REPLY is
+  // refused) is not known yet.
+  uint32_t sub_inflight_ = 0;
 
   // Flush fences up now, and the entry whose flush is raising one (its own later
   // commands come after the flush, even if they were read in the same batch).
