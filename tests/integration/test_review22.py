@@ -43,6 +43,16 @@ def run(conn, seq, until_end=True, limit=5.0):
 
 
 class Review22(TestCase):
+    ACL = None  # an ACL SETUSER run on every server a test starts
+
+    def redis(self, args=()):
+        r = super().redis(args)
+        if self.ACL:
+            c = r.raw()
+            self.assertEqual(c.cmd(*self.ACL), "OK")
+            c.close()
+        return r
+
     def direct(self, seq, until_end=True):
         r = self.redis()
         d = r.raw()
@@ -200,13 +210,6 @@ class ClientReplyRefusedByAcl(Review22):
     and the mode does not change. decide_reply changes the client's mode all the same."""
 
     ACL = ("ACL", "SETUSER", "u", "on", ">p", "~*", "&*", "+@all", "-client|reply")
-
-    def redis(self, args=()):
-        r = super().redis(args)
-        c = r.raw()
-        self.assertEqual(c.cmd(*self.ACL), "OK")
-        c.close()
-        return r
 
     @unittest.expectedFailure  # README: known differences (CLIENT REPLY refused by ACL)
     def test_off_refused_by_acl(self):

@@ -44,13 +44,6 @@ class SubscribeRefusedByAcl(Review22):
 
     ACL = ("ACL", "SETUSER", "u", "on", ">p", "~*", "resetchannels", "&ok", "+@all")
 
-    def redis(self, args=()):
-        r = super().redis(args)
-        c = r.raw()
-        self.assertEqual(c.cmd(*self.ACL), "OK")
-        c.close()
-        return r
-
     def test_noperm_subscribe_then_off(self):
         """AUTH u p, SUBSCRIBE no (-NOPERM), CLIENT REPLY OFF, SET foo 1, CLIENT REPLY ON,
         GET foo, ECHO end. Direct: +OK, -NOPERM ..., +OK, $1 1, $3 end. respfence: +OK,
