@@ -489,14 +489,10 @@ void session_core::send(entry& e, size_t b, const routing::arg_source& args) {
     e.exempt = true;               // no fence waits for it
     return;
   }
-  // The server must answer ASKING, and whatever the client waits for (CLIENT REPLY ON is
-  // answered whatever came before it, RESET unless a SKIP is pending).
-  const bool answered_anyway =
-      (k == command_kind::client_reply && !e.reply_refused && args.argc() == 3 &&
-       policy::iequals_lower(args.arg(2), "on")) ||
-      (k == command_kind::reset && !links_[b].server_skip_next) ||
-      (is_subscribe_kind(k) && !links_[b].server_multi);
-  if ((!no_reply && !answered_anyway) || e.asking) expect_server_reply(b, e.seq);
+  // The server must answer ASKING, and whatever the client waits for.
+  if ((!no_reply && !answered_whatever_mode(b, e, args)) || e.asking) {
+    expect_server_reply(b, e.seq);
+  }
   link& l = ensure_link(b);
   note_shared_effects(e, l, args);  // pauses are noted in both models (on_client_eof)
   if (e.asking) {
@@ -541,8 +537,7 @@ void session_core::send(entry& e, size_t b, const routing::arg_source& args) {
 
 void session_core::send_rewritten_ping(entry& e, size_t b, const routing::arg_source& args) {
   // ECHO is loading-safe; its answer is PING's for "PING msg", and +PONG for a bare PING.
-  const bool quiet = e.quiet;
-  if (!quiet) expect_server_reply(b, e.seq);
+  if (!e.quiet) expect_server_reply(b, e.seq);
   link& l = ensure_link(b);
   const size_t start = l.gen.size();
   detail::write_echo_for_ping(l.gen, args.argc() >= 2, args.argc() >= 2 ? args.arg(1) : "");
@@ -552,7 +547,7 @@ void session_core::send_rewritten_ping(entry& e, size_t b, const routing::arg_so
   e.kind = args.argc() >= 2 ? reply_kind::pass : reply_kind::ping_bare;
   e.retry = true;
   const bool server_answers_it = server_answers(l, e, args);
-  if (quiet) {
+  if (e.quiet) {
     // CLIENT REPLY OFF/SKIP: the client gets nothing, as from PING (and what this
     // connection answers all the same is dropped: see send()).
     l.silent_seq = e.seq + 1;

@@ -13,6 +13,23 @@ namespace respfence::proxy {
 using policy::command_kind;
 using detail::is_subscribe_kind;
 
+namespace {
+
+// The mode a CLIENT REPLY names; none for any other command (or a CLIENT REPLY of the
+// wrong arity, which the server refuses without reading a mode).
+enum class mode_arg { none, on, off, skip, bad };
+
+mode_arg mode_of(command_kind k, const routing::arg_source& args) {
+  if (k != command_kind::client_reply || args.argc() != 3) return mode_arg::none;
+  const std::string_view m = args.arg(2);
+  if (policy::iequals_lower(m, "on")) return mode_arg::on;
+  if (policy::iequals_lower(m, "off")) return mode_arg::off;
+  if (policy::iequals_lower(m, "skip")) return mode_arg::skip;
+  return mode_arg::bad;
+}
+
+}  // namespace
+
 void session_core::decide_reply(entry& e, const routing::arg_source& args) {
   // Redis (networking.c): OFF silences every reply, its own too; SKIP silences the next
   // command's, whatever that command is; ON answers +OK even when replies were off or
@@ -37,7 +54,8 @@ void session_core::decide_reply(entry& e, const routing::arg_source& args) {
     return;
   }
   // Inside MULTI it is refused (dispatch_tx), and its error is silenced like any reply.
-  if (k != command_kind::client_reply || args.argc() != 3 || tx_open_) return;
+  const mode_arg mode = mode_of(k, args);
+  if (mode == mode_arg::none || tx_open_) return;
   // Exact here: held (dispatch) until no SUBSCRIBE-family command before it is unanswered.
   if (!resp3_ && subscribed()) {
     // RESP2 subscribed context: the server refuses it ("only (P|S)SUBSCRIBE / ... are
@@ -45,18 +63,33 @@ void session_core::decide_reply(entry& e, const routing::arg_source& args) {
     e.reply_refused = true;
     return;
   }
-  const std::string_view mode = args.arg(2);
-  if (policy::iequals_lower(mode, "on")) {
-    reply_off_ = false;
-    e.quiet = false;
-  } else if (policy::iequals_lower(mode, "off")) {
-    reply_off_ = true;
-    e.quiet = true;
-  } else if (policy::iequals_lower(mode, "skip")) {
-    reply_skip_next_ = !reply_off_;
-    e.quiet = true;
+  switch (mode) {
+    case mode_arg::on:
+      reply_off_ = false;
+      e.quiet = false;
+      break;
+    case mode_arg::off:
+      reply_off_ = true;
+      e.quiet = true;
+      break;
+    case mode_arg::skip:
+      reply_skip_next_ = !reply_off_;
+      e.quiet = true;
+      break;
+    case mode_arg::none:
+    case mode_arg::bad:
+      break;  // a bad mode: its syntax error is silenced as any reply
   }
-  // A bad mode: its syntax error is silenced as any reply.
+}
+
+bool session_core::answered_whatever_mode(size_t b, const entry& e,
+                                          const routing::arg_source& args) const {
+  // CLIENT REPLY ON is answered whatever came before it, RESET unless a SKIP is pending,
+  // pub/sub confirmations always (they are pushes; inside MULTI they are +QUEUED).
+  const link& l = links_[b];
+  if (e.ckind == command_kind::reset) return !l.server_skip_next;
+  if (is_subscribe_kind(e.ckind)) return !l.server_multi;
+  return !e.reply_refused && mode_of(e.ckind, args) == mode_arg::on;
 }
 
 bool session_core::expect_server_reply(size_t b, uint64_t seq) {
@@ -99,21 +132,21 @@ bool session_core::server_answers(link& l, const entry& e, const routing::arg_so
     l.server_reply_off = false;  // RESET turns replies on before it answers
     return !skipped;
   }
-  if (k != command_kind::client_reply || args.argc() != 3) return !silent;
-  const std::string_view mode = args.arg(2);
-  if (policy::iequals_lower(mode, "on")) {
-    l.server_reply_off = false;
-    return true;
+  switch (mode_of(k, args)) {
+    case mode_arg::on:
+      l.server_reply_off = false;
+      return true;
+    case mode_arg::off:
+      l.server_reply_off = true;
+      return false;
+    case mode_arg::skip:
+      l.server_skip_next = !l.server_reply_off;
+      return false;
+    case mode_arg::none:
+    case mode_arg::bad:
+      break;  // a bad mode: the syntax error is silenced like any reply
   }
-  if (policy::iequals_lower(mode, "off")) {
-    l.server_reply_off = true;
-    return false;
-  }
-  if (policy::iequals_lower(mode, "skip")) {
-    l.server_skip_next = !l.server_reply_off;
-    return false;
-  }
-  return !silent;  // a bad mode: the syntax error is silenced like any reply
+  return !silent;
 }
 
 }  // namespace respfence::proxy

@@ -337,6 +337,9 @@ class session_core {
   // Whether the server answers the command about to go on l, under the connection's
   // CLIENT REPLY state; that state moves as the server moves it.
   static bool server_answers(link& l, const entry& e, const routing::arg_source& args);
+  // Whether the server answers e on link b whatever the connection's CLIENT REPLY state
+  // (CLIENT REPLY ON, RESET, pub/sub confirmations): no need to make it answer first.
+  bool answered_whatever_mode(size_t b, const entry& e, const routing::arg_source& args) const;
   // Whether the client hears e's reply (e.quiet), under its CLIENT REPLY; that state
   // moves as the server moves it. Once per command, in the client's order.
   void decide_reply(entry& e, const routing::arg_source& args);

@@ -413,7 +413,6 @@ bool session_core::exec_held_tx(entry& e, size_t b) {
     }
     return hold_for_loading(e, b, e.timeout_ms);
   }
-  expect_server_reply(b, e.seq);  // the block's replies are waited for, whatever CLIENT REPLY
   link& l = ensure_link(b);
   if (!t.multi_sent) {
     send_gen(b, k_multi, detail::item_swallow, e.seq);
