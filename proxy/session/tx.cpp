@@ -419,12 +419,16 @@ bool session_core::exec_held_tx(entry& e, size_t b) {
     t.multi_sent = true;
     t.multi_backend = static_cast<int32_t>(b);
   }
+  // A MULTI sent under CLIENT REPLY OFF, before the block was held: inside it the server
+  // answers none of the block, EXEC included, and nothing is waited for (the client is
+  // under OFF too, and hears nothing, as direct).
+  const bool heard = !(l.server_multi && l.server_reply_off);
   for (const seg& s : t.cmds) {
     append_in(l, s.off, s.len);
-    push_item(l, inflight_item{e.seq, detail::item_swallow, 0});
+    if (heard) push_item(l, inflight_item{e.seq, detail::item_swallow, 0});
   }
   append_in(l, t.exec_off, t.exec_len);
-  push_item(l, inflight_item{e.seq, detail::item_reply, 0});
+  if (heard) push_item(l, inflight_item{e.seq, detail::item_reply, 0});
   l.server_multi = false;
   e.state = entry_state::sent;
   e.kind = reply_kind::tx_exec;
@@ -437,6 +441,10 @@ bool session_core::exec_held_tx(entry& e, size_t b) {
     for (uint8_t n = 0; n < e.flushes; ++n) env_.flush_sent(b);
   }
   env_.count(b, counter::forwarded);
+  if (!heard) {
+    l.silent_seq = e.seq + 1;  // as send() does for a command with no reply
+    answer_local(e, {});
+  }
   return true;
 }
 

@@ -101,3 +101,22 @@ TEST_CASE("a transaction under OFF that fails at EXEC waits for no DISCARD answe
   CHECK(f.output() == "+OK\r\n+PONG\r\n");
   CHECK(f.core.pipeline_size() == 0);
 }
+
+TEST_CASE("a block held mid-MULTI under OFF waits for no answer its silent connection never sends") {
+  // CLIENT REPLY OFF, MULTI, SET a 1 go to the server (silent); the backend then loads, so
+  // the rest of the block is held and sent at EXEC on the same connection, inside MULTI
+  // under OFF: the server answers none of it, EXEC included, as direct.
+  session_fixture f;
+  f.client(cmd({"CLIENT", "REPLY", "OFF"}) + cmd({"MULTI"}) + cmd({"SET", "a", "1"}));
+  CHECK(f.written() == cmd({"CLIENT", "REPLY", "OFF"}) + cmd({"MULTI"}) + cmd({"SET", "a", "1"}));
+  f.env.set_state(0, policy::backend_state::loading);
+  f.client(cmd({"SET", "b", "2"}) + cmd({"EXEC"}));
+  CHECK(f.written().empty());
+  f.set_state(policy::backend_state::ready);
+  CHECK(f.written() == cmd({"SET", "b", "2"}) + cmd({"EXEC"}));
+  f.client(cmd({"CLIENT", "REPLY", "ON"}) + cmd({"GET", "a"}));
+  CHECK(f.written() == cmd({"CLIENT", "REPLY", "ON"}) + cmd({"GET", "a"}));
+  f.reply("+OK\r\n$1\r\n1\r\n");
+  CHECK(f.output() == "+OK\r\n$1\r\n1\r\n");
+  CHECK(f.core.pipeline_size() == 0);
+}
