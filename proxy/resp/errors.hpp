@@ -23,8 +23,16 @@ inline constexpr std::string_view proto_too_big_bulk_count =
     "-ERR Protocol error: too big bulk count string\r\n";
 inline constexpr std::string_view proto_too_big_inline =
     "-ERR Protocol error: too big inline request\r\n";
+// A client not yet authenticated, where the server wants a password (networking.c, since
+// CVE-2021-32675): at most 10 arguments of at most 16384 bytes.
+inline constexpr std::string_view proto_unauth_multibulk_length =
+    "-ERR Protocol error: unauthenticated multibulk length\r\n";
+inline constexpr std::string_view proto_unauth_bulk_length =
+    "-ERR Protocol error: unauthenticated bulk length\r\n";
 inline constexpr std::string_view proto_unbalanced_quotes =
     "-ERR Protocol error: unbalanced quotes in request\r\n";
+// The server's answer to a client that must authenticate first.
+inline constexpr std::string_view noauth_prefix = "-NOAUTH";
 // A reply that starts like this is followed by the server closing the connection.
 inline constexpr std::string_view proto_error_prefix = "-ERR Protocol error";
 

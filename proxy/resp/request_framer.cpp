@@ -40,6 +40,10 @@ const char* to_string(proto_error e) {
       return "too_big_inline";
     case proto_error::unbalanced_quotes:
       return "unbalanced_quotes";
+    case proto_error::unauth_multibulk_length:
+      return "unauth_multibulk_length";
+    case proto_error::unauth_bulk_length:
+      return "unauth_bulk_length";
     case proto_error::bad_reply:
       return "bad_reply";
     case proto_error::too_deep:
@@ -142,6 +146,9 @@ frame_status request_framer::multibulk(std::string_view buf) {
     if (!redis_string2ll(buf.substr(1, nlpos - 1), count) || count > INT_MAX) {
       return fail(proto_error::invalid_multibulk_length);
     }
+    if (unauth_ && count > 0 && static_cast<unsigned long long>(count) > lim_.unauth_max_args) {
+      return fail(proto_error::unauth_multibulk_length);
+    }
     pos_ = nlpos + 2;
     if (count <= 0) {
       consumed_ = pos_;
@@ -168,6 +175,9 @@ frame_status request_framer::multibulk(std::string_view buf) {
       if (!redis_string2ll(buf.substr(pos_ + 1, nlpos - pos_ - 1), len) || len < 0 ||
           static_cast<unsigned long long>(len) > lim_.max_bulk) {
         return fail(proto_error::invalid_bulk_length);
+      }
+      if (unauth_ && static_cast<unsigned long long>(len) > lim_.unauth_max_bulk) {
+        return fail(proto_error::unauth_bulk_length);
       }
       pos_ = nlpos + 2;
       bulk_len_ = len;
@@ -330,6 +340,10 @@ std::string request_framer::error_reply() const {
       return std::string(err::proto_too_big_inline);
     case proto_error::unbalanced_quotes:
       return std::string(err::proto_unbalanced_quotes);
+    case proto_error::unauth_multibulk_length:
+      return std::string(err::proto_unauth_multibulk_length);
+    case proto_error::unauth_bulk_length:
+      return std::string(err::proto_unauth_bulk_length);
     default:
       return {};
   }

@@ -30,6 +30,8 @@ enum class proto_error : uint8_t {
   too_big_bulk_count,
   too_big_inline,
   unbalanced_quotes,
+  unauth_multibulk_length,
+  unauth_bulk_length,
   // Reply framing only: the backend sent something that is not RESP.
   bad_reply,
   too_deep,
@@ -45,6 +47,10 @@ struct arg_ref {
 struct request_limits {
   size_t max_bulk = 512ull * 1024 * 1024;  // proto-max-bulk-len
   size_t max_inline = 64 * 1024;           // PROTO_INLINE_MAX_SIZE
+  // A client that is not authenticated where the server wants a password (authRequired):
+  // at most this many arguments, each at most this long, checked as each header arrives.
+  size_t unauth_max_args = 10;
+  size_t unauth_max_bulk = 16384;
 };
 
 class request_framer {
@@ -76,12 +82,17 @@ class request_framer {
   // Forget a partial request (the caller dropped its bytes).
   void reset();
 
+  // Whether the server would take the client as unauthenticated (its stricter limits),
+  // from the next header read on.
+  void set_unauthenticated(bool v) { unauth_ = v; }
+
  private:
   frame_status fail(proto_error e);
   frame_status multibulk(std::string_view buf);
   frame_status inline_request(std::string_view buf);
 
   request_limits lim_;
+  bool unauth_ = false;
   std::vector<arg_ref> args_;
   std::string scratch_;
   size_t consumed_ = 0;

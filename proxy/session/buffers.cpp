@@ -20,7 +20,11 @@ std::pair<char*, size_t> session_core::client_read_buffer() {
   const size_t want_total = hint > 0 ? parse_pos_ + hint : 0;
   if (in_pins_ == 0 && (free < detail::min_read || want_total > in_.size())) {
     compact_input();
-    size_t target = std::max(in_len_ + detail::min_read, want_total);
+    // Toward the whole of a request that is streaming in, but never past about twice what
+    // has arrived: a header that announces a 512 MB bulk costs what its bytes cost, as on
+    // the server, and not a zero-filled 512 MB buffer at once (a few such headers took
+    // the proxy's memory, and every client with it).
+    size_t target = std::max(in_len_ + detail::min_read, std::min(want_total, 2 * in_len_));
     if (target > in_.size()) {
       // Round up to limit the number of regrowths while a big request streams in.
       size_t cap = std::max<size_t>(in_.size() * 2, detail::min_read);

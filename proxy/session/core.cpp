@@ -180,6 +180,12 @@ void session_core::parse_input() {
   // wait, read but unparsed, until it reads (client_output_done() parses again).
   while (!stop_input_ && parse_pos_ < in_len_ && !output_over_limit()) {
     const std::string_view view(in_.data() + parse_pos_, in_len_ - parse_pos_);
+    // The server's limits for a client that has not authenticated where a password is
+    // wanted (10 arguments of 16 KB), checked at each header as the server does: such a
+    // client cannot make the proxy buffer a big request either. Not while an AUTH or
+    // HELLO of its own is unanswered: the server reads what follows it authenticated.
+    framer_.set_unauthenticated(env_.auth_required() && replay_auth_.empty() &&
+                                auth_inflight_ == 0);
     const frame_status st = framer_.next(view);
     if (st == frame_status::need_more) break;
     if (st == frame_status::error) {
@@ -226,6 +232,11 @@ void session_core::accept_request(size_t off, size_t len, std::string_view view)
   e.req_len = len;
   e.t0_us = batch_us_;
   const framed_args args(framer_, view);
+  if (args.argc() > 0 && (policy::iequals_lower(args.arg(0), "auth") ||
+                          policy::iequals_lower(args.arg(0), "hello"))) {
+    e.auth_counted = true;  // (parse_input: the limits of a client not authenticated)
+    ++auth_inflight_;
+  }
   if (args.argc() > 0 && policy::iequals_lower(args.arg(0), "quit")) {
     // Nothing after QUIT is read, as with the server.
     stop_input_ = true;

@@ -99,6 +99,20 @@ void session_core::resume() {
   after_completion();
 }
 
+void session_core::drop_after(uint64_t seq) {
+  dropped_after_ = std::min(dropped_after_, seq);
+  for (uint64_t s = seq + 1; s < head_seq_ + pipe_.size(); ++s) {  // by number: see resume()
+    entry& e = at(s);
+    e.quiet = true;  // sent already (or a part of it): its reply is dropped when it comes
+    if (e.state != entry_state::held) continue;
+    if (e.hold != hold_reason::none) --held_;
+    e.hold = hold_reason::none;
+    release_admission(e);
+    if (e.tx >= 0) abandon_tx(e);
+    answer_local(e, {});
+  }
+}
+
 void session_core::tick(int64_t now_ms) {
   if (client_gone_) {
     // A lingering flush sent back to wait (a -LOADING reply) is not resent: let it go.

@@ -107,7 +107,29 @@ void session_core::for_each_waiting(const ring<inflight_item>& items, F&& f) {
   }
 }
 
-void session_core::on_link_failed(size_t b, bool was_open) {
+void session_core::on_link_failed(size_t b, bool was_open, bool not_run) {
+  if (was_open && not_run) {
+    // Never run: sent again in turn, on a connection that works, as if it had waited
+    // (a part of a command sent to several backends, its part alone).
+    const ring<inflight_item> items = close_link_state(b);
+    for_each_waiting(items, [&](entry& e, const inflight_item& it) {
+      if (e.state != entry_state::sent) return;
+      if (e.seq > dropped_after_) {  // behind this client's own protocol error
+        answer_local(e, {});
+        return;
+      }
+      if (it.what == detail::item_part && e.merge >= 0) {
+        merge_state& m = merges_[e.merge];
+        if (it.part < m.parts && m.state[it.part] == part_state::sent) {
+          m.state[it.part] = part_state::pending;
+        }
+      }
+      env_.count(b, counter::retried);
+      hold(e, hold_reason::order);
+    });
+    resume();
+    return;
+  }
   if (was_open) {
     link& l = links_[b];
     // Dedicated mode: a connection of the client's own that the server closed (CLIENT

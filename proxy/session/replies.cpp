@@ -157,10 +157,26 @@ void session_core::on_reply(size_t b, std::string_view reply, const reply_info& 
     return;
   }
   l.inflight.pop_front();
+  if (replay_auth_.empty() && auth_inflight_ == 0) {
+    // Is a password wanted of a client that has not given one? (For the stricter limits
+    // the server puts on such a client's requests: see parse_input.)
+    if (info.is_error()) {
+      if (reply.substr(0, err::noauth_prefix.size()) == err::noauth_prefix) {
+        env_.note_auth_required(true);
+      }
+    } else if (env_.auth_required() && e.ckind != command_kind::quit &&
+               e.ckind != command_kind::reset) {
+      // (QUIT and RESET are answered before authentication too.)
+      env_.note_auth_required(false);
+    }
+  }
   if (info.is_error() && reply.substr(0, err::proto_error_prefix.size()) == err::proto_error_prefix) {
-    // The server closes the connection after a protocol error; so does the proxy.
+    // The server closes the connection after a protocol error (a request over a limit of
+    // its own configuration: a lowered proto-max-bulk-len), and runs nothing read after
+    // it; so does the proxy, and the client hears nothing more.
     stop_input_ = true;
     close_when_done_ = true;
+    drop_after(e.seq);
   }
   if (reply == rep::queued) ++tx_queued_;
   if (e.ckind == command_kind::exec || e.ckind == command_kind::discard) {
@@ -335,6 +351,10 @@ void session_core::deliver(entry& e, std::string_view reply) {
 
 void session_core::complete(entry& e) {
   e.state = entry_state::done;
+  if (e.auth_counted) {
+    e.auth_counted = false;
+    --auth_inflight_;
+  }
   if (e.sub_counted) {
     e.sub_counted = false;
     --sub_inflight_;

@@ -86,6 +86,15 @@ class session_env {
   // A CLIENT PAUSE the proxy saw may be in force now.
   virtual bool pause_in_force() const { return false; }
   virtual void record_latency_us(uint64_t us) = 0;
+
+  // Whether the server wants a password of a client that has not authenticated, as this
+  // thread last saw it: a -NOAUTH answer to such a client says yes, any other answer no.
+  // Until then, no (the server's stricter limits for such clients are not applied).
+  bool auth_required() const { return auth_required_; }
+  void note_auth_required(bool v) { auth_required_ = v; }
+
+ private:
+  bool auth_required_ = false;
 };
 
 }  // namespace respfence::proxy

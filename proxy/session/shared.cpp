@@ -124,9 +124,10 @@ size_t session_core::take_link_items(size_t b) {
   return n;
 }
 
-void session_core::on_link_reply(size_t b, std::string_view reply, const reply_info& info) {
+void session_core::on_link_reply(size_t b, std::string_view reply, const reply_info& info,
+                                 int64_t read_us) {
   touched_ = true;
-  batch_us_ = detail::now_us();
+  batch_us_ = read_us;
   on_reply(b, reply, info);
 }
 

@@ -71,6 +71,8 @@ shared_link::failure shared_link::on_failed() {
       v.push_back(o);
     }
   };
+  f.after_protocol_error = last_protocol_error_;
+  last_protocol_error_ = false;
   for (size_t i = 0; i < runs_.size(); ++i) note(f.due, runs_[i].o);
   for (owner o : out_owners_) note(f.batched, o);
   for (owner o : writing_owners_) note(f.batched, o);

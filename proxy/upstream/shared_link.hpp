@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "proxy/resp/errors.hpp"
 #include "proxy/resp/reply_framer.hpp"
 #include "proxy/session/pool_key.hpp"
 #include "proxy/session/ring.hpp"
@@ -42,6 +43,10 @@ class shared_link {
   struct failure {
     std::vector<owner> batched;
     std::vector<owner> due;
+    // The last reply was a protocol error (a request over a limit of the server's own
+    // configuration, such as a lowered proto-max-bulk-len): the server closed the
+    // connection for it, and ran nothing it read after it.
+    bool after_protocol_error = false;
   };
   failure on_failed();
 
@@ -94,6 +99,7 @@ class shared_link {
 
   pool_key key_;
   bool bad_ = false;
+  bool last_protocol_error_ = false;  // the last reply framed (on_failed())
   ring<run> runs_;
   size_t due_ = 0;        // replies due, over all runs
   size_t solo_runs_ = 0;  // runs with a solo command
@@ -122,6 +128,9 @@ bool shared_link::on_data(size_t n, F&& deliver) {
     if (st == frame_status::error) return false;
     const std::string_view reply = view.substr(0, framer_.consumed());
     rstart_ += reply.size();
+    last_protocol_error_ = framer_.info().is_error() && reply.size() > 2 && reply[1] == 'E' &&
+                           reply.substr(0, err::proto_error_prefix.size()) ==
+                               err::proto_error_prefix;
     // A push is nobody's reply (invalidations sent here by a client's CLIENT TRACKING
     // REDIRECT to this connection's id): dropped, so that it shifts no one's replies.
     if (framer_.info().is_push()) continue;

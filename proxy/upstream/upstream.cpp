@@ -1,6 +1,7 @@
 #include "proxy/upstream/upstream.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <climits>  // IOV_MAX
 
 #include <unistd.h>
@@ -349,7 +350,12 @@ void upstream::written(conn& c) {
 void upstream::read_now(conn& c) {
   // Read until a short read; replies go to their sessions, which then write to their
   // clients (pump) once per read, not once per reply.
+  // The sessions given replies, each once (a member's capacity, reused: this runs once
+  // per read; swapped out in case a session's pump reaches another read).
   std::vector<client_session*> touched;
+  touched.swap(touched_);
+  touched.clear();
+  int64_t read_us = -1;  // the clock, read once (session latency, progress)
   bool again = true;
   // The connection is dead (EOF, an error, a reply that does not parse): it fails once
   // the replies read before are on their way to their clients.
@@ -366,12 +372,17 @@ void upstream::read_now(conn& c) {
       break;
     }
     const size_t got = static_cast<size_t>(r);
-    if (got > 0) c.progress_ms = w_.now_ms();
+    if (read_us < 0) {
+      read_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                    std::chrono::steady_clock::now().time_since_epoch())
+                    .count();
+    }
+    c.progress_ms = read_us / 1000;  // (the worker's now_ms(): the same clock, in ms)
     const bool ok = c.core.on_data(got, [&](shared_link::owner o, std::string_view reply,
                                             const reply_info& info) {
       client_session* s = session_of(o);
       if (std::find(touched.begin(), touched.end(), s) == touched.end()) touched.push_back(s);
-      s->core().on_link_reply(c.backend, reply, info);
+      s->core().on_link_reply(c.backend, reply, info, read_us);
     });
     if (!ok) {
       dead = true;
@@ -401,6 +412,7 @@ void upstream::read_now(conn& c) {
     if (!s->closing()) s->pump();
   }
   c.delivering = false;
+  if (touched_.empty()) touched_.swap(touched);
   if (dead) {
     if (c.open) fail(c, true);
     return;
@@ -425,7 +437,8 @@ void upstream::fail(conn& c, bool was_open) {
   std::vector<std::pair<client_session*, size_t>> waiting;
   waiting.swap(c.waiting);
   // Buffers first (the bytes are gone with the connection), then the replies due: "the
-  // command may or may not have run".
+  // command may or may not have run"; after a protocol error, "it did not run", and it
+  // goes again.
   for (shared_link::owner o : f.batched) {
     client_session* s = session_of(o);
     s->core().link_output_done(c.backend);
@@ -433,7 +446,7 @@ void upstream::fail(conn& c, bool was_open) {
   }
   for (shared_link::owner o : f.due) {
     client_session* s = session_of(o);
-    s->core().on_link_failed(c.backend, true);
+    s->core().on_link_failed(c.backend, true, f.after_protocol_error);
     if (!s->closing()) s->pump();
   }
   // Sessions that waited for a connect that failed: their commands wait like any for a

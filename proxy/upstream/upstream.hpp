@@ -82,6 +82,7 @@ class upstream {
     // Sessions whose bytes wait for this connection to open.
     std::vector<std::pair<client_session*, size_t>> waiting;
   };
+  std::vector<client_session*> touched_;  // read_now's, kept for its capacity
   conn& conn_for(size_t b, const pool_key& key, size_t index);
   // The connection session s's bytes for backend b go on (see flush()).
   conn& pick(client_session* s, size_t b, int64_t now, bool paused);

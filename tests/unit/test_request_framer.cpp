@@ -24,10 +24,15 @@ struct outcome {
   }
 };
 
+// The framer reads as for a client the server takes as unauthenticated (its stricter
+// limits), in the cases that set it.
+bool g_unauth = false;
+
 // Feeds `input` in chunks whose boundaries are `cuts`.
 outcome run(const std::string& input, const std::vector<size_t>& cuts) {
   outcome out;
   request_framer f;
+  f.set_unauthenticated(g_unauth);
   std::string buf;
   size_t start = 0;
   size_t fed = 0;
@@ -133,6 +138,37 @@ TEST_CASE("invalid bulk length") {
   }
   // 512 MB exactly is within the limit.
   CHECK(run("*1\r\n$536870912\r\n", {}).error == proto_error::none);
+}
+
+TEST_CASE("an unauthenticated client's limits, at each header") {
+  g_unauth = true;
+  // 11 arguments: refused at the count, before any argument has arrived.
+  for (const char* bad : {"*11\r\n", "*11\r\n$4\r\nPING\r\n"}) {
+    INFO(bad);
+    const outcome o = check_all_splits(bad);
+    CHECK(o.error == proto_error::unauth_multibulk_length);
+    CHECK(o.error_reply == "-ERR Protocol error: unauthenticated multibulk length\r\n");
+  }
+  // A bulk of 16385 bytes: refused at its header, after the earlier commands.
+  const outcome o = check_all_splits("*1\r\n$4\r\nPING\r\n*2\r\n$4\r\nECHO\r\n$16385\r\n");
+  CHECK(o.commands == cmds{{"PING"}});
+  CHECK(o.error == proto_error::unauth_bulk_length);
+  CHECK(o.error_reply == "-ERR Protocol error: unauthenticated bulk length\r\n");
+  // The server's own limits come first: an invalid length is invalid, whoever sends it.
+  CHECK(run("*2147483648\r\n", {}).error == proto_error::invalid_multibulk_length);
+  CHECK(run("*1\r\n$536870913\r\n", {}).error == proto_error::invalid_bulk_length);
+  // 10 arguments of 16384 bytes are within them; so are empty and negative counts.
+  const std::string big(16384, 'x');
+  std::string ten = "*10\r\n";
+  for (int i = 0; i < 10; ++i) ten += "$16384\r\n" + big + "\r\n";
+  const outcome ok = run(ten + "*-1\r\n*0\r\n", {});
+  CHECK(ok.error == proto_error::none);
+  CHECK(ok.commands.size() == 1);
+  CHECK(ok.empties == 2);
+  g_unauth = false;
+  // Authenticated (or no password wanted): the ordinary limits.
+  CHECK(run("*11\r\n", {}).error == proto_error::none);
+  CHECK(run("*1\r\n$16385\r\n", {}).error == proto_error::none);
 }
 
 TEST_CASE("expected '$'") {
