@@ -35,6 +35,14 @@ inline constexpr std::string_view proto_unbalanced_quotes =
 inline constexpr std::string_view noauth_prefix = "-NOAUTH";
 // A reply that starts like this is followed by the server closing the connection.
 inline constexpr std::string_view proto_error_prefix = "-ERR Protocol error";
+// The server's protocol errors for a request respfence framed and forwarded (so within
+// respfence's own limits): over a limit of the server's configuration, or the stricter
+// ones for a client not authenticated, before respfence knew that a password is wanted.
+// The server closes the connection after one, having run nothing read after it.
+inline bool refuses_forwarded_request(std::string_view reply) {
+  return reply == proto_invalid_bulk_length || reply == proto_unauth_multibulk_length ||
+         reply == proto_unauth_bulk_length;
+}
 
 // Loading (server.c shared.loadingerr). The server's name is the backend's own.
 inline constexpr std::string_view loading_prefix = "-LOADING ";

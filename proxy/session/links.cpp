@@ -82,6 +82,7 @@ ring<session_core::inflight_item> session_core::close_link_state(size_t b) {
   link& l = links_[b];
   l.state = link::conn::closed;
   l.server_multi = false;
+  l.refused_seq = UINT64_MAX;
   // The next connection answers every command. (Not reset when it opens: what was
   // queued for it before then, a CLIENT REPLY OFF among it, has already set these.)
   l.server_reply_off = false;
@@ -108,6 +109,14 @@ void session_core::for_each_waiting(const ring<inflight_item>& items, F&& f) {
 }
 
 void session_core::on_link_failed(size_t b, bool was_open, bool not_run) {
+  if (was_open && links_[b].refused_seq != UINT64_MAX) {
+    // The server closed the connection after refusing this client's request with a
+    // protocol error, and ran nothing it read after it: as direct, the client hears that
+    // error, then nothing more, and its connection closes.
+    stop_input_ = true;
+    close_when_done_ = true;
+    drop_after(links_[b].refused_seq);
+  }
   if (was_open && not_run) {
     // Never run: sent again in turn, on a connection that works, as if it had waited
     // (a part of a command sent to several backends, its part alone).

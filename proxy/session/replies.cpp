@@ -170,14 +170,14 @@ void session_core::on_reply(size_t b, std::string_view reply, const reply_info& 
       env_.note_auth_required(false);
     }
   }
-  if (info.is_error() && reply.substr(0, err::proto_error_prefix.size()) == err::proto_error_prefix) {
-    // The server closes the connection after a protocol error (a request over a limit of
-    // its own configuration: a lowered proto-max-bulk-len), and runs nothing read after
-    // it; so does the proxy, and the client hears nothing more.
-    stop_input_ = true;
-    close_when_done_ = true;
-    drop_after(e.seq);
-  }
+  // A protocol error refusing the request (over a limit of the server's own configuration:
+  // a lowered proto-max-bulk-len): the server closes the connection after it, and what
+  // follows is decided then (on_link_failed). Known by its text and by the connection
+  // closing next: a script may return any error text, and then nothing happens.
+  l.refused_seq = info.is_error() && !detail::is_script_kind(e.ckind) &&
+                          err::refuses_forwarded_request(reply)
+                      ? e.seq
+                      : UINT64_MAX;
   if (reply == rep::queued) ++tx_queued_;
   if (e.ckind == command_kind::exec || e.ckind == command_kind::discard) {
     on_exec_reply(e.ckind == command_kind::exec ? reply : std::string_view{}, info);

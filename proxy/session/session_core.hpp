@@ -163,6 +163,8 @@ class session_core {
   // read_us: when the read that brought it returned (steady clock, µs; one clock read
   // per read, not per reply: at pipeline 16 a clock read per reply was 4 % of the CPU).
   void on_link_reply(size_t b, std::string_view reply, const reply_info& info, int64_t read_us);
+  // The latest reply on link b refused its request (a protocol error): see link::refused_seq.
+  bool link_refused(size_t b) const { return links_[b].refused_seq != UINT64_MAX; }
   void after_link_replies(size_t b);
   // Links idle and free of connection state go back to shared; true if one did (the
   // shell then closes its socket).
@@ -304,6 +306,9 @@ class session_core {
     bool server_reply_off = false;
     bool server_skip_next = false;
     bool served = false;     // a client command was answered on this connection
+    // The latest reply on it refused its request with a protocol error, after which the
+    // server closes the connection (on_link_failed): that command's number.
+    uint64_t refused_seq = UINT64_MAX;
     bool reconnect = false;  // reopen it now, to restore the client's state (on_link_failed)
   };
 

@@ -14,10 +14,10 @@
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
-#include "proxy/resp/errors.hpp"
 #include "proxy/resp/reply_framer.hpp"
 #include "proxy/session/pool_key.hpp"
 #include "proxy/session/ring.hpp"
@@ -70,7 +70,9 @@ class shared_link {
 
   std::pair<char*, size_t> read_buffer();
   // Frames what was read; deliver(owner, reply, info) for each reply, in order. False if
-  // the backend sent something that is not RESP (the connection must be closed).
+  // the backend sent something that is not RESP (the connection must be closed). If
+  // deliver returns bool, true says the reply was a protocol error refusing its request
+  // (failure::after_protocol_error, if it was the last before the connection closed).
   template <typename F>
   bool on_data(size_t n, F&& deliver);
 
@@ -128,9 +130,7 @@ bool shared_link::on_data(size_t n, F&& deliver) {
     if (st == frame_status::error) return false;
     const std::string_view reply = view.substr(0, framer_.consumed());
     rstart_ += reply.size();
-    last_protocol_error_ = framer_.info().is_error() && reply.size() > 2 && reply[1] == 'E' &&
-                           reply.substr(0, err::proto_error_prefix.size()) ==
-                               err::proto_error_prefix;
+    last_protocol_error_ = false;
     // A push is nobody's reply (invalidations sent here by a client's CLIENT TRACKING
     // REDIRECT to this connection's id): dropped, so that it shifts no one's replies.
     if (framer_.info().is_push()) continue;
@@ -145,7 +145,14 @@ bool shared_link::on_data(size_t n, F&& deliver) {
       if (framer_.info().is_error()) bad_ = true;
       continue;
     }
-    deliver(o, reply, framer_.info());
+    // The deliverer may say that the reply refused its request (a protocol error over a
+    // limit of the server's): the server closes the connection after it (on_failed).
+    if constexpr (std::is_same_v<std::invoke_result_t<F, owner, std::string_view, const reply_info&>,
+                                 bool>) {
+      last_protocol_error_ = deliver(o, reply, framer_.info());
+    } else {
+      deliver(o, reply, framer_.info());
+    }
   }
   return true;
 }

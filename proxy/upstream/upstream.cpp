@@ -383,6 +383,7 @@ void upstream::read_now(conn& c) {
       client_session* s = session_of(o);
       if (std::find(touched.begin(), touched.end(), s) == touched.end()) touched.push_back(s);
       s->core().on_link_reply(c.backend, reply, info, read_us);
+      return s->core().link_refused(c.backend);
     });
     if (!ok) {
       dead = true;

@@ -235,6 +235,23 @@ class ProtoMaxBulkLen(TestCase):
         self.assertEqual(got[2], direct[2], "B's ECHO: direct %r, respfence %r" % (direct, got))
 
 
+class ScriptSaysProtocolError(TestCase):
+    def test_a_script_returning_the_text_closes_nothing(self):
+        """A script may return any error text, a protocol error's among them. Direct, the
+        client gets it and the connection stays: the PING after it is answered. respfence
+        (36bd289 and ed07e0b) took the text for the server's protocol error and closed the
+        client. Both models, and again after the next command."""
+        r = self.redis()
+        data = (encode("EVAL", "return redis.error_reply('ERR Protocol error: invalid bulk length')",
+                       "0") + encode("PING"))
+        direct = exchange(r.port, data)
+        self.assertEqual(direct, (b"-ERR Protocol error: invalid bulk length\r\n+PONG\r\n", False))
+        for model in MODELS:
+            p = self.proxy(r, threads=1, extra=model)
+            self.assertEqual(exchange(p.port, data), direct, model)
+            p.stop()
+
+
 class OutputBufferLimit(TestCase):
     """`CONFIG SET client-output-buffer-limit "normal 1mb 0 0"`: the server closes a client
     whose pending replies pass 1 MB (a GET of a 2 MB value). Direct, that client alone is
