@@ -184,8 +184,10 @@ void session_core::parse_input() {
     // wanted (10 arguments of 16 KB), checked at each header as the server does: such a
     // client cannot make the proxy buffer a big request either. Not while an AUTH or
     // HELLO of its own is unanswered: the server reads what follows it authenticated.
-    framer_.set_unauthenticated(env_.auth_required() && replay_auth_.empty() &&
-                                auth_inflight_ == 0);
+    framer_.set_unauthenticated(
+        replay_auth_.empty() && auth_inflight_ == 0 &&
+        (auth_seen_ == auth_seen::refused ||
+         (auth_seen_ == auth_seen::unknown && env_.auth_required())));
     const frame_status st = framer_.next(view);
     if (st == frame_status::need_more) break;
     if (st == frame_status::error) {

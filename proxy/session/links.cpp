@@ -109,14 +109,6 @@ void session_core::for_each_waiting(const ring<inflight_item>& items, F&& f) {
 }
 
 void session_core::on_link_failed(size_t b, bool was_open, bool not_run) {
-  if (was_open && links_[b].refused_seq != UINT64_MAX) {
-    // The server closed the connection after refusing this client's request with a
-    // protocol error, and ran nothing it read after it: as direct, the client hears that
-    // error, then nothing more, and its connection closes.
-    stop_input_ = true;
-    close_when_done_ = true;
-    drop_after(links_[b].refused_seq);
-  }
   if (was_open && not_run) {
     // Never run: sent again in turn, on a connection that works, as if it had waited
     // (a part of a command sent to several backends, its part alone).

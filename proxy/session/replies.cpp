@@ -39,6 +39,8 @@ std::string_view first_line(std::string_view reply) {
 // ---------------------------------------------------------------- replies
 
 bool session_core::out_of_band(size_t b, std::string_view reply, const reply_info& info) const {
+  // Most replies: a plain reply to a client that neither subscribed nor monitors.
+  if (!info.is_push() && !monitor_ && (resp3_ || info.type != '*' || info.n_el < 3)) return false;
   const link& l = links_[b];
   bool head_is_sub = false;
   if (!l.inflight.empty() && l.inflight.front().what == detail::item_reply) {
@@ -62,6 +64,24 @@ bool session_core::out_of_band(size_t b, std::string_view reply, const reply_inf
   return false;
 }
 
+bool session_core::refuses(const entry& e, std::string_view reply, const reply_info& info) {
+  // A protocol error refusing a request respfence forwarded (over a limit of the server's
+  // own configuration: a lowered proto-max-bulk-len), by its exact text: a script's reply
+  // may say anything.
+  return info.is_error() && !detail::is_script_kind(e.ckind) &&
+         err::refuses_forwarded_request(reply);
+}
+
+void session_core::refused(size_t b, const entry& e) {
+  // The server closes the connection after it, having run nothing it read after it: so
+  // does the proxy for this client, which hears nothing more. On a shared connection the
+  // upstream hears of it (link_refused): the other clients' commands behind it go again.
+  links_[b].refused_seq = e.seq;
+  stop_input_ = true;
+  close_when_done_ = true;
+  drop_after(e.seq);
+}
+
 void session_core::on_subscribe_confirmation(std::string_view reply, const reply_info& info) {
   if (info.n_el < 3 || info.el[2].type != ':') return;
   const std::string_view name = info.element(reply, 0);
@@ -78,6 +98,7 @@ void session_core::on_subscribe_confirmation(std::string_view reply, const reply
 
 void session_core::on_reply(size_t b, std::string_view reply, const reply_info& info) {
   link& l = links_[b];
+  l.refused_seq = UINT64_MAX;  // (set again below if this reply refuses its request)
   if (l.inflight.empty() || out_of_band(b, reply, info)) {
     if (info.is_push() || info.type == '*') {
       on_subscribe_confirmation(reply, info);
@@ -116,6 +137,7 @@ void session_core::on_reply(size_t b, std::string_view reply, const reply_info& 
       return;
     }
     if (loading) env_.report_loading(b);
+    if (refuses(e, reply, info)) refused(b, e);
     on_part_reply(e, it.part, reply);
     return;
   }
@@ -158,26 +180,21 @@ void session_core::on_reply(size_t b, std::string_view reply, const reply_info& 
   }
   l.inflight.pop_front();
   if (replay_auth_.empty() && auth_inflight_ == 0) {
-    // Is a password wanted of a client that has not given one? (For the stricter limits
-    // the server puts on such a client's requests: see parse_input.)
+    // Does the server take this client as authenticated? (For the stricter limits it
+    // puts on the requests of one that is not: see parse_input.) A connection opened
+    // while no password was wanted stays authenticated; a new one is not, once one is.
     if (info.is_error()) {
       if (reply.substr(0, err::noauth_prefix.size()) == err::noauth_prefix) {
-        env_.note_auth_required(true);
+        env_.note_auth_required(b, true);
+        auth_seen_ = auth_seen::refused;
       }
-    } else if (env_.auth_required() && e.ckind != command_kind::quit &&
-               e.ckind != command_kind::reset) {
+    } else if (e.ckind != command_kind::quit && e.ckind != command_kind::reset) {
       // (QUIT and RESET are answered before authentication too.)
-      env_.note_auth_required(false);
+      if (auth_seen_ != auth_seen::served) env_.note_auth_required(b, false);
+      auth_seen_ = auth_seen::served;
     }
   }
-  // A protocol error refusing the request (over a limit of the server's own configuration:
-  // a lowered proto-max-bulk-len): the server closes the connection after it, and what
-  // follows is decided then (on_link_failed). Known by its text and by the connection
-  // closing next: a script may return any error text, and then nothing happens.
-  l.refused_seq = info.is_error() && !detail::is_script_kind(e.ckind) &&
-                          err::refuses_forwarded_request(reply)
-                      ? e.seq
-                      : UINT64_MAX;
+  if (refuses(e, reply, info)) refused(b, e);
   if (reply == rep::queued) ++tx_queued_;
   if (e.ckind == command_kind::exec || e.ckind == command_kind::discard) {
     on_exec_reply(e.ckind == command_kind::exec ? reply : std::string_view{}, info);
@@ -299,6 +316,8 @@ void session_core::apply_state(command_kind kind, std::string_view view) {
       break;
     case command_kind::reset:
       auth_key_.clear();
+      // The server takes the client as authenticated again only if no password is wanted.
+      auth_seen_ = auth_seen::unknown;
       client_name_.clear();
       has_name_ = false;
       replay_auth_.clear();

@@ -307,7 +307,7 @@ class session_core {
     bool server_skip_next = false;
     bool served = false;     // a client command was answered on this connection
     // The latest reply on it refused its request with a protocol error, after which the
-    // server closes the connection (on_link_failed): that command's number.
+    // server closes the connection (refused()): that command's number.
     uint64_t refused_seq = UINT64_MAX;
     bool reconnect = false;  // reopen it now, to restore the client's state (on_link_failed)
   };
@@ -429,6 +429,9 @@ class session_core {
   // The server answered `seq` with a protocol error and closes the connection: nothing
   // after it runs or is answered (the client is closed after that reply).
   void drop_after(uint64_t seq);
+  // A reply that refuses its request with a protocol error (refuses), and what follows.
+  static bool refuses(const entry& e, std::string_view reply, const reply_info& info);
+  void refused(size_t b, const entry& e);
   void free_tx(int32_t i);
   void reset_tx();
 
@@ -568,7 +571,11 @@ class session_core {
   bool eof_abort_ = false;  // ...but a command that would wait for it came up: close now
   bool close_when_done_ = false;
   uint64_t dropped_after_ = UINT64_MAX;
-  size_t auth_inflight_ = 0;  // AUTH and HELLO commands not yet answered  // drop_after(): nothing after it is sent or heard
+  size_t auth_inflight_ = 0;  // AUTH and HELLO commands not yet answered
+  // Whether the server took this client, with no AUTH of its own, as authenticated: its
+  // latest answer said -NOAUTH (refused) or served it; unknown: the worker's guess.
+  enum class auth_seen : uint8_t { unknown, refused, served };
+  auth_seen auth_seen_ = auth_seen::unknown;  // drop_after(): nothing after it is sent or heard
   bool client_gone_ = false;
   bool shutting_down_ = false;
   void* user_ = nullptr;

@@ -87,14 +87,23 @@ class session_env {
   virtual bool pause_in_force() const { return false; }
   virtual void record_latency_us(uint64_t us) = 0;
 
-  // Whether the server wants a password of a client that has not authenticated, as this
+  // Whether the servers want a password of a client that has not authenticated, as this
   // thread last saw it: a -NOAUTH answer to such a client says yes, any other answer no.
-  // Until then, no (the server's stricter limits for such clients are not applied).
+  // Yes once every backend has said yes (slots mode: a request's header comes before its
+  // backend is known, and a refusal the server would not make is worse than a limit
+  // missed); until then, no.
   bool auth_required() const { return auth_required_; }
-  void note_auth_required(bool v) { auth_required_ = v; }
+  void note_auth_required(size_t backend, bool v) {
+    if (backend >= auth_seen_.size()) auth_seen_.resize(backend + 1, 0);
+    auth_seen_[backend] = v ? 1 : -1;
+    size_t yes = 0;
+    for (const int8_t s : auth_seen_) yes += s > 0 ? 1 : 0;
+    auth_required_ = yes > 0 && yes >= router().backends();
+  }
 
  private:
   bool auth_required_ = false;
+  std::vector<int8_t> auth_seen_;  // per backend: 1 yes, -1 no, 0 not seen
 };
 
 }  // namespace respfence::proxy
