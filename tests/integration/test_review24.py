@@ -62,6 +62,15 @@ def exchange(port, data, settle=0.5, limit=5.0):
         s.close()
 
 
+def limited(case):
+    """A redis-server with `proto-max-bulk-len 1mb`."""
+    r = case.redis()
+    c = r.raw()
+    case.assertEqual(c.cmd("CONFIG", "SET", "proto-max-bulk-len", "1mb"), "OK")
+    c.close()
+    return r
+
+
 def reply_or_error(conn):
     """The next reply, or the connection error as a string (direct, a connection the server
     closes raises)."""
@@ -169,11 +178,7 @@ class ProtoMaxBulkLen(TestCase):
     BIG = encode("SET", "k", "x" * 2000000)
 
     def redis_limited(self):
-        r = self.redis()
-        c = r.raw()
-        self.assertEqual(c.cmd("CONFIG", "SET", "proto-max-bulk-len", "1mb"), "OK")
-        c.close()
-        return r
+        return limited(self)
 
     def test_the_client_hears_the_protocol_error_and_nothing_more(self):
         """SET k <2,000,000 bytes>, PING, in one write. Direct: exactly

@@ -9,20 +9,12 @@ import time
 import unittest
 
 from harness import RawConn, TestCase, encode
-from test_review24 import DEDICATED, MODELS, SHARED, exchange, reply_or_error
+from test_review24 import DEDICATED, MODELS, SHARED, exchange, limited, reply_or_error
 
 MSET12 = ("MSET", "a", "1", "b", "2", "c", "3", "d", "4", "e", "5", "f", "6")
 NOAUTH = b"-NOAUTH Authentication required.\r\n"
 INVALID_BULK = b"-ERR Protocol error: invalid bulk length\r\n"
 UNAUTH_MULTIBULK = b"-ERR Protocol error: unauthenticated multibulk length\r\n"
-
-
-def limited(case):
-    r = case.redis()
-    c = r.raw()
-    case.assertEqual(c.cmd("CONFIG", "SET", "proto-max-bulk-len", "1mb"), "OK")
-    c.close()
-    return r
 
 
 class RefusedRequestAloneOnASharedConnection(TestCase):
