@@ -39,9 +39,14 @@ inline constexpr std::string_view proto_error_prefix = "-ERR Protocol error";
 // respfence's own limits): over a limit of the server's configuration, or the stricter
 // ones for a client not authenticated, before respfence knew that a password is wanted.
 // The server closes the connection after one, having run nothing read after it.
-inline bool refuses_forwarded_request(std::string_view reply) {
-  return reply == proto_invalid_bulk_length || reply == proto_unauth_multibulk_length ||
-         reply == proto_unauth_bulk_length;
+// `argc`, `max_arg`: the request's shape; a refusal its shape cannot earn is some other
+// reply with the same text (a script's error_reply).
+inline constexpr size_t min_proto_max_bulk_len = 1024 * 1024;  // CONFIG SET's floor
+inline bool refuses_forwarded_request(std::string_view reply, size_t argc, size_t max_arg) {
+  if (reply == proto_invalid_bulk_length) return max_arg > min_proto_max_bulk_len;
+  if (reply == proto_unauth_multibulk_length) return argc > 10;
+  if (reply == proto_unauth_bulk_length) return max_arg > 16384;
+  return false;
 }
 
 // Loading (server.c shared.loadingerr). The server's name is the backend's own.

@@ -66,10 +66,29 @@ bool session_core::out_of_band(size_t b, std::string_view reply, const reply_inf
 
 bool session_core::refuses(const entry& e, std::string_view reply, const reply_info& info) {
   // A protocol error refusing a request respfence forwarded (over a limit of the server's
-  // own configuration: a lowered proto-max-bulk-len), by its exact text: a script's reply
-  // may say anything.
-  return info.is_error() && !detail::is_script_kind(e.ckind) &&
-         err::refuses_forwarded_request(reply);
+  // own configuration: a lowered proto-max-bulk-len): its exact text, and a request whose
+  // shape can earn it. A script may return any error text, but not make its own request
+  // too big after the fact.
+  if (!info.is_error() || reply.size() < err::proto_error_prefix.size() ||
+      reply.substr(0, err::proto_error_prefix.size()) != err::proto_error_prefix) {
+    return false;
+  }
+  size_t argc = 0;
+  size_t max_arg = 0;
+  auto shape = [&](size_t off, size_t len) {
+    const std::string_view view(in_.data() + off, len);
+    reframer_.reset();
+    if (reframer_.next(view) != frame_status::complete) return;
+    argc = std::max(argc, reframer_.argc());
+    for (const arg_ref& a : reframer_.args()) max_arg = std::max(max_arg, a.len);
+  };
+  if (e.tx >= 0 && e.kind == reply_kind::tx_exec) {
+    // A held block's commands, sent with its EXEC: any of them may be the one.
+    for (const seg& s : txs_[e.tx].cmds) shape(s.off, s.len);
+  } else if (e.req_len > 0) {
+    shape(e.req_off, e.req_len);
+  }
+  return err::refuses_forwarded_request(reply, argc, max_arg);
 }
 
 void session_core::refused(size_t b, const entry& e) {
@@ -113,6 +132,16 @@ void session_core::on_reply(size_t b, std::string_view reply, const reply_info& 
     // The proxy's own commands (a replayed SELECT, a held block's MULTI and commands):
     // they decide no client command's retry, except through the block's EXEC.
     l.inflight.pop_front();
+    if (it.what == detail::item_swallow && info.is_error() && it.seq >= head_seq_ &&
+        it.seq < head_seq_ + pipe_.size() && refuses(at(it.seq), reply, info)) {
+      // A command of a held block, refused: the server closes the connection, and the
+      // block's EXEC never runs. The client (which heard +QUEUED from the proxy) hears the
+      // refusal in EXEC's place, then nothing more.
+      entry& e = at(it.seq);
+      refused(b, e);
+      deliver(e, reply);
+      return;
+    }
     if (loading) env_.report_loading(b);
     if (loading && it.what == detail::item_swallow && it.seq >= head_seq_ &&
         it.seq < head_seq_ + pipe_.size()) {

@@ -430,7 +430,7 @@ class session_core {
   // after it runs or is answered (the client is closed after that reply).
   void drop_after(uint64_t seq);
   // A reply that refuses its request with a protocol error (refuses), and what follows.
-  static bool refuses(const entry& e, std::string_view reply, const reply_info& info);
+  bool refuses(const entry& e, std::string_view reply, const reply_info& info);
   void refused(size_t b, const entry& e);
   void free_tx(int32_t i);
   void reset_tx();

@@ -37,12 +37,7 @@ inline bool parse_i64(std::string_view s, int64_t& v) {
   return ec == std::errc() && p == s.data() + s.size();
 }
 bool is_subscribe_kind(policy::command_kind k);
-// EVAL, EVALSHA, FCALL and their _RO forms: their reply is the script's, whatever it says.
-inline bool is_script_kind(policy::command_kind k) {
-  using policy::command_kind;
-  return k == command_kind::eval || k == command_kind::evalsha || k == command_kind::eval_ro ||
-         k == command_kind::evalsha_ro || k == command_kind::fcall || k == command_kind::fcall_ro;
-}
+
 // The command (or container|subcommand) entry; null when the table does not know it.
 const policy::command_entry* lookup(const policy::policy_table& pol,
                                     const routing::arg_source& args);

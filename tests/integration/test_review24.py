@@ -71,6 +71,34 @@ def limited(case):
     return r
 
 
+NOAUTH = b"-NOAUTH Authentication required.\r\n"
+
+
+def same_unauthenticated(case, r, data, direct):
+    """Through respfence in both models, `data` from a client that has not authenticated
+    gets `direct`. respfence learns that the server wants a password from its first
+    -NOAUTH (README): one unauthenticated command first, answered alike."""
+    wrong = []
+    for model in MODELS:
+        p = case.proxy(r, threads=1, extra=model, backend_extra=['password = "pw"'])
+        case.assertEqual(exchange(p.port, encode("GET", "x"))[0], NOAUTH)
+        got = exchange(p.port, data)
+        if got != direct:
+            wrong.append("%s: direct %r, respfence %r" % (model, direct, got))
+        p.stop()
+    case.assertEqual(wrong, [], "\n".join(wrong))
+
+
+def after_was_set(r):
+    """Whether a client's later `SET after 1` ran on r (the key is deleted again)."""
+    time.sleep(0.1)
+    c = r.raw()
+    n = c.cmd("EXISTS", "after")
+    c.cmd("DEL", "after")
+    c.close()
+    return n
+
+
 def reply_or_error(conn):
     """The next reply, or the connection error as a string (direct, a connection the server
     closes raises)."""
@@ -89,24 +117,11 @@ class UnauthenticatedLimits(TestCase):
     request has arrived, so a client that sends the header and never the rest is kept, and
     its announced bytes are buffered (see HugeAnnouncedBulk for what that costs)."""
 
-    NOAUTH = b"-NOAUTH Authentication required.\r\n"
-
     def _check(self, data, want):
         r = self.redis(args=["--requirepass", "pw"])
         direct = exchange(r.port, data)
         self.assertEqual(direct, (want, True), "the control: redis refuses at the header")
-        wrong = []
-        for model in MODELS:
-            p = self.proxy(r, threads=1, extra=model,
-                           backend_extra=['password = "pw"'])
-            # respfence learns that the server wants a password from its first -NOAUTH
-            # (README): one unauthenticated command first, answered alike.
-            self.assertEqual(exchange(p.port, encode("GET", "x"))[0], self.NOAUTH)
-            got = exchange(p.port, data)
-            if got != direct:
-                wrong.append("%s: direct %r, respfence %r" % (model, direct, got))
-            p.stop()
-        self.assertEqual(wrong, [], "\n".join(wrong))
+        same_unauthenticated(self, r, data, direct)
 
     def test_multibulk_header_of_an_unauthenticated_client(self):
         """Bytes `*11\\r\\n$4\\r\\nPING\\r\\n` (the rest never sent). Direct: `-ERR Protocol
@@ -138,7 +153,7 @@ class UnauthenticatedLimitsNotTooSoon(TestCase):
         for model in MODELS:
             p = self.proxy(r, threads=1, extra=model, backend_extra=['password = "pw"'])
             self.assertEqual(exchange(p.port, encode("GET", "x"))[0],
-                             UnauthenticatedLimits.NOAUTH)
+                             NOAUTH)
             self.assertEqual(exchange(p.port, data)[0], want, model)
             p.stop()
 
@@ -152,7 +167,7 @@ class UnauthenticatedLimitsNotTooSoon(TestCase):
         for model in MODELS:
             p = self.proxy(r, threads=1, extra=model, backend_extra=['password = "pw"'])
             self.assertEqual(exchange(p.port, encode("GET", "x"))[0],
-                             UnauthenticatedLimits.NOAUTH)
+                             NOAUTH)
             c = r.raw()
             self.assertEqual(c.cmd("AUTH", "pw"), "OK")
             self.assertEqual(c.cmd("CONFIG", "SET", "requirepass", ""), "OK")

@@ -9,10 +9,10 @@ import time
 import unittest
 
 from harness import RawConn, TestCase, encode
-from test_review24 import DEDICATED, MODELS, SHARED, exchange, limited, reply_or_error
+from test_review24 import (DEDICATED, after_was_set, MODELS, NOAUTH, SHARED, exchange, limited, reply_or_error,
+                           same_unauthenticated)
 
 MSET12 = ("MSET", "a", "1", "b", "2", "c", "3", "d", "4", "e", "5", "f", "6")
-NOAUTH = b"-NOAUTH Authentication required.\r\n"
 INVALID_BULK = b"-ERR Protocol error: invalid bulk length\r\n"
 UNAUTH_MULTIBULK = b"-ERR Protocol error: unauthenticated multibulk length\r\n"
 
@@ -62,11 +62,7 @@ class RefusedRequestAloneOnASharedConnection(TestCase):
             except OSError as e:
                 out.append("connection error: %s" % type(e).__name__)
             a.close()
-            time.sleep(0.1)
-            c = r.raw()
-            out.append(c.cmd("EXISTS", "after"))
-            c.cmd("DEL", "after")
-            c.close()
+            out.append(after_was_set(r))
             return out
 
         direct = run(r.port)
@@ -88,15 +84,7 @@ class RefusedRequestAloneOnASharedConnection(TestCase):
         direct = exchange(r.port, data)
         self.assertEqual(direct[1], True)
         self.assertTrue(direct[0].endswith(UNAUTH_MULTIBULK), direct)
-        wrong = []
-        for model in MODELS:
-            p = self.proxy(r, threads=1, extra=model, backend_extra=['password = "pw"'])
-            self.assertEqual(exchange(p.port, encode("GET", "x"))[0], NOAUTH)
-            got = exchange(p.port, data)
-            if got != direct:
-                wrong.append("%s: direct %r, respfence %r" % (model, direct, got))
-            p.stop()
-        self.assertEqual(wrong, [], "\n".join(wrong))
+        same_unauthenticated(self, r, data, direct)
 
 
 class AuthenticatedBeforeRequirepass(TestCase):
