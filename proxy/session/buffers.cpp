@@ -26,10 +26,8 @@ std::pair<char*, size_t> session_core::client_read_buffer() {
     // the proxy's memory, and every client with it).
     size_t target = std::max(in_len_ + detail::min_read, std::min(want_total, 2 * in_len_));
     if (target > in_.size()) {
-      // Round up to limit the number of regrowths while a big request streams in.
-      size_t cap = std::max<size_t>(in_.size() * 2, detail::min_read);
-      while (cap < target) cap *= 2;
-      in_.resize(cap);
+      // Doubling keeps the copies of a big request streaming in linear in its size.
+      in_.resize(std::max({in_.size() * 2, detail::min_read, target}));
     }
     free = in_.size() - in_len_;
   }
