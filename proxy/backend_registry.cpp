@@ -118,6 +118,18 @@ void backend_registry::probe_busy(size_t i, const std::string& why, uint64_t rou
   probe_done(i, b, round, b.sm.on_probe_busy(), "info_busy");
 }
 
+void backend_registry::probe_blind(size_t i, const std::string& why, uint64_t round) {
+  backend& b = *b_[i];
+  std::lock_guard<std::mutex> lock(b.mu);
+  if (b.last_error != why) {
+    log::warn("probe_refused", {{"backend", b.cfg.name},
+                                {"error", why},
+                                {"hint", "set [[backend]] username/password for the prober"}});
+  }
+  b.last_error = why;
+  probe_done(i, b, round, b.sm.on_probe_answer(false), "info_refused");
+}
+
 void backend_registry::probe_failed(size_t i, const std::string& why) {
   backend& b = *b_[i];
   std::lock_guard<std::mutex> lock(b.mu);

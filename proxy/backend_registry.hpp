@@ -69,6 +69,10 @@ class backend_registry {
   void probe_connected(size_t b);
   void probe_answer(size_t b, const policy::probe_info& info, uint64_t round);
   void probe_busy(size_t b, const std::string& why, uint64_t round);
+  // The server answers, but will not tell the prober its state (-NOAUTH: the prober has
+  // no password; -NOPERM: its user may not run INFO): taken as ready, and said in the log.
+  // Clients then see the server's own -LOADING answers, as direct.
+  void probe_blind(size_t b, const std::string& why, uint64_t round);
   void probe_failed(size_t b, const std::string& why);
   void learned(size_t b, const policy::learned_commands& cmds);
   // Cluster mode: a node the topology no longer uses (it left, or failed and was replaced)

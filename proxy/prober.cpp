@@ -94,6 +94,7 @@ bool prober::probe(std::string& why) {
   const uint64_t round = reg_.probe_begin(b_);
   std::string text;
   bool busy = false;
+  bool blind = false;
   auto info = [&](const char* cmd) -> int {
     reply_ptr r(redisCommand(ctx_, cmd));
     if (r.r == nullptr) {
@@ -105,6 +106,7 @@ bool prober::probe(std::string& why) {
       // A script or function past busy-reply-threshold: the server is up and answers
       // at once, but runs nothing else until it ends or is killed.
       busy = why.rfind("BUSY", 0) == 0;
+      blind = why.rfind("NOAUTH", 0) == 0 || why.rfind("NOPERM", 0) == 0;
       return 0;
     }
     if (r.r->type == REDIS_REPLY_STRING) text.append(r.r->str, r.r->len);
@@ -114,15 +116,21 @@ bool prober::probe(std::string& why) {
     reg_.probe_busy(b_, why, round);
     return true;
   };
+  auto answered_blind = [&] {
+    reg_.probe_blind(b_, why, round);
+    return true;
+  };
   if (!split_info_) {
     const int rc = info("INFO server persistence commandstats cluster");
     if (rc < 0) return false;
     if (busy) return answered_busy();
+    if (blind) return answered_blind();
     if (rc == 0) split_info_ = true;  // before Redis 7 INFO takes one section
   }
   if (split_info_) {
     const int rc = info("INFO") <= 0 ? -1 : info("INFO commandstats");
     if (busy) return answered_busy();
+    if (blind) return answered_blind();
     if (rc <= 0) return false;
   }
   policy::probe_info parsed = policy::parse_info(text);

@@ -338,6 +338,9 @@ std::string runtime::reload(bool* ok) {
   note(n.server.admin != cfg_.server.admin, "server.admin");
   note(n.server.threads != cfg_.server.threads, "server.threads");
   note(n.routing.mode != cfg_.routing.mode, "routing.mode");
+  note(n.server.connections != cfg_.server.connections, "server.connections");
+  note(n.server.shared_connections != cfg_.server.shared_connections,
+       "server.shared_connections");
   bool backends_differ = n.backends.size() != cfg_.backends.size();
   for (size_t i = 0; !backends_differ && i < n.backends.size(); ++i) {
     const auto& a = n.backends[i];

@@ -244,7 +244,7 @@ std::string runtime::metrics_text() const {
         << (shared ? "shared" : "pinned") << "\"} " << backend_connections(b, shared) << "\n";
     }
   }
-  o << "# HELP respfence_pinned_clients Clients with a backend connection of their own now.\n"
+  o << "# HELP respfence_pinned_clients Clients with a backend connection of their own (counted once a second).\n"
     << "# TYPE respfence_pinned_clients gauge\n"
     << "respfence_pinned_clients " << pinned_clients() << "\n";
   o << "# HELP respfence_pins_total Clients pinned to a connection of their own, by reason.\n"

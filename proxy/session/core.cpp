@@ -246,6 +246,7 @@ void session_core::accept_request(size_t off, size_t len, std::string_view view)
   // Shared mode: past inflight_cap() requests in flight, or behind a SELECT/AUTH/HELLO/RESET
   // whose answer decides the connection key, a request waits.
   if (held_ > 0 || key_wait_seq_ != UINT64_MAX || (lim_.shared && pipe_.size() > inflight_cap())) {
+    e.queued_at = env_.now_ms();  // (its age, should it wait for a loading backend)
     hold(e, hold_reason::order);
     return;
   }

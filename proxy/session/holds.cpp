@@ -26,17 +26,21 @@ void session_core::hold(entry& e, hold_reason why) {
 
 bool session_core::hold_for_loading(entry& e, size_t b, uint32_t timeout_ms) {
   e.backend = static_cast<uint16_t>(b);
-  if (timeout_ms == 0 || !env_.queue_admit(b, e.req_len)) {
-    // Overflowing the queue, or not allowed to wait at all: the server's own answer.
+  // The deadline counts from when it first waited: a backend that flaps between down and
+  // connecting decides it again each time, and must not restart its clock; and a command
+  // that waited in order behind others (a pipeline behind the first one held) has waited
+  // since it arrived (accept_request), so its age is not the sum of theirs.
+  const int64_t now = env_.now_ms();
+  if (e.queued_at == 0) e.queued_at = now;
+  // Not allowed to wait at all, older than the queue allows already, or overflowing the
+  // queue: the server's own answer, now.
+  if (timeout_ms == 0 || e.queued_at + timeout_ms <= now || !env_.queue_admit(b, e.req_len)) {
     answer_local(e, env_.view(b).loading_error);
     env_.count(b, counter::expired);
     return true;
   }
-  e.admitted = true;
-  // The deadline counts from when it first waited: a backend that flaps between down and
-  // connecting decides it again each time, and must not restart its clock.
-  if (e.queued_at == 0) e.queued_at = env_.now_ms();
   e.deadline = e.queued_at + timeout_ms;
+  e.admitted = true;
   hold(e, hold_reason::loading);
   env_.count(b, counter::queued);
   return false;

@@ -84,6 +84,31 @@ TEST_CASE("connecting and down hold like loading") {
   }
 }
 
+TEST_CASE("queue deadline: a pipeline's commands are as old as their arrival, not their turn") {
+  // Review 26: 200 GETs in one write while the backend loads. Only the first waits in the
+  // queue; the rest wait in order behind it. Each counted its deadline from its own turn,
+  // so the n-th was answered after n deadlines (one a second). Direct: all at once.
+  policy::policy_config cfg;
+  cfg.queue_timeout_ms = 1000;
+  session_fixture f(1, cfg);
+  f.env.set_state(0, backend_state::loading);
+  std::string pipeline;
+  std::string answers;
+  for (int i = 0; i < 200; ++i) {
+    pipeline += cmd({"GET", "k"});
+    answers += loading_err;
+  }
+  f.client(pipeline);
+  f.env.now += 999;
+  f.core.tick(f.env.now);
+  CHECK(f.output().empty());
+  f.env.now += 1;
+  f.core.tick(f.env.now);
+  CHECK(f.output() == answers);
+  CHECK(f.core.held_count() == 0);
+  CHECK(f.env.queued == 0);
+}
+
 TEST_CASE("queue deadline: expired commands get LOADING, and what waited behind moves") {
   policy::policy_config cfg;
   cfg.queue_timeout_ms = 300;
