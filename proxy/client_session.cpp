@@ -280,13 +280,9 @@ bool client_session::write_link_now(size_t b) {
   if (ec) {
     // The server is gone (it refused a request at its header and closed, most likely).
     // Replies it sent before may still be queued here, its refusal among them: read them
-    // out first, so that they reach the client and only what is truly in flight fails.
-    while (l.open && core_.link_open(b)) {
-      auto [p, cap] = core_.link_read_buffer(b);
-      asio::error_code rec;
-      const size_t got = l.sock.read_some(asio::buffer(p, cap), rec);
-      if (rec || got == 0) break;
-      core_.on_link_data(b, got);
+    // out first, so that they reach the client and only what is truly in flight fails
+    // (read_link_now closes the link at EOF or an error).
+    while (l.open && read_link_now(b)) {
     }
     if (l.open) close_link(b, true);
     return true;

@@ -112,25 +112,22 @@ bool prober::probe(std::string& why) {
     if (r.r->type == REDIS_REPLY_STRING) text.append(r.r->str, r.r->len);
     return 1;
   };
-  auto answered_busy = [&] {
-    reg_.probe_busy(b_, why, round);
-    return true;
-  };
-  auto answered_blind = [&] {
-    reg_.probe_blind(b_, why, round);
-    return true;
+  // An error that says the server is up all the same: it is busy, or it will not tell
+  // the prober its state. True if so (the probe is answered).
+  auto answered_up = [&] {
+    if (busy) reg_.probe_busy(b_, why, round);
+    if (blind) reg_.probe_blind(b_, why, round);
+    return busy || blind;
   };
   if (!split_info_) {
     const int rc = info("INFO server persistence commandstats cluster");
     if (rc < 0) return false;
-    if (busy) return answered_busy();
-    if (blind) return answered_blind();
+    if (answered_up()) return true;
     if (rc == 0) split_info_ = true;  // before Redis 7 INFO takes one section
   }
   if (split_info_) {
     const int rc = info("INFO") <= 0 ? -1 : info("INFO commandstats");
-    if (busy) return answered_busy();
-    if (blind) return answered_blind();
+    if (answered_up()) return true;
     if (rc <= 0) return false;
   }
   policy::probe_info parsed = policy::parse_info(text);

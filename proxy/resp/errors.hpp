@@ -33,7 +33,8 @@ inline constexpr std::string_view proto_unbalanced_quotes =
     "-ERR Protocol error: unbalanced quotes in request\r\n";
 // The server's answer to a client that must authenticate first.
 inline constexpr std::string_view noauth_prefix = "-NOAUTH";
-// A reply that starts like this is followed by the server closing the connection.
+// The server's protocol errors start so (a script may return the same text: see
+// refuses_forwarded_request).
 inline constexpr std::string_view proto_error_prefix = "-ERR Protocol error";
 // The server's protocol errors for a request respfence framed and forwarded (so within
 // respfence's own limits): over a limit of the server's configuration, or the stricter

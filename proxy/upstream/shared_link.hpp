@@ -14,7 +14,6 @@
 #include <cstring>
 #include <string>
 #include <string_view>
-#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -70,8 +69,8 @@ class shared_link {
 
   std::pair<char*, size_t> read_buffer();
   // Frames what was read; deliver(owner, reply, info) for each reply, in order. False if
-  // the backend sent something that is not RESP (the connection must be closed). If
-  // deliver returns bool, true says the reply was a protocol error refusing its request
+  // the backend sent something that is not RESP (the connection must be closed). deliver
+  // returns true if the reply was a protocol error refusing its request
   // (failure::after_protocol_error, if it was the last before the connection closed).
   template <typename F>
   bool on_data(size_t n, F&& deliver);
@@ -145,14 +144,9 @@ bool shared_link::on_data(size_t n, F&& deliver) {
       if (framer_.info().is_error()) bad_ = true;
       continue;
     }
-    // The deliverer may say that the reply refused its request (a protocol error over a
+    // The deliverer says whether the reply refused its request (a protocol error over a
     // limit of the server's): the server closes the connection after it (on_failed).
-    if constexpr (std::is_same_v<std::invoke_result_t<F, owner, std::string_view, const reply_info&>,
-                                 bool>) {
-      last_protocol_error_ = deliver(o, reply, framer_.info());
-    } else {
-      deliver(o, reply, framer_.info());
-    }
+    last_protocol_error_ = deliver(o, reply, framer_.info());
   }
   return true;
 }

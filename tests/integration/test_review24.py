@@ -74,19 +74,30 @@ def limited(case):
 NOAUTH = b"-NOAUTH Authentication required.\r\n"
 
 
-def same_unauthenticated(case, r, data, direct):
-    """Through respfence in both models, `data` from a client that has not authenticated
-    gets `direct`. respfence learns that the server wants a password from its first
-    -NOAUTH (README): one unauthenticated command first, answered alike."""
+def same_in_models(case, backends, run, direct, first=None, **proxy_kw):
+    """run(port) through respfence, shared and dedicated (one thread), gives `direct`;
+    first(port), if given, runs before it on each."""
     wrong = []
     for model in MODELS:
-        p = case.proxy(r, threads=1, extra=model, backend_extra=['password = "pw"'])
-        case.assertEqual(exchange(p.port, encode("GET", "x"))[0], NOAUTH)
-        got = exchange(p.port, data)
+        p = case.proxy(backends, threads=1, extra=model, **proxy_kw)
+        if first is not None:
+            first(p.port)
+        got = run(p.port)
         if got != direct:
             wrong.append("%s: direct %r, respfence %r" % (model, direct, got))
         p.stop()
     case.assertEqual(wrong, [], "\n".join(wrong))
+
+
+def same_unauthenticated(case, backends, data, direct, key="x",
+                         backend_extra=('password = "pw"',), **proxy_kw):
+    """Through respfence in both models, `data` from a client that has not authenticated
+    gets `direct`. respfence learns that the server wants a password from its first
+    -NOAUTH (README): one unauthenticated GET of `key` first, answered alike."""
+    def first(port):
+        case.assertEqual(exchange(port, encode("GET", key))[0], NOAUTH)
+    same_in_models(case, backends, lambda port: exchange(port, data), direct, first=first,
+                   backend_extra=list(backend_extra), **proxy_kw)
 
 
 def after_was_set(r):
@@ -205,14 +216,7 @@ class ProtoMaxBulkLen(TestCase):
         data = self.BIG + encode("PING")
         direct = exchange(r.port, data)
         self.assertEqual(direct, (b"-ERR Protocol error: invalid bulk length\r\n", True))
-        wrong = []
-        for model in MODELS:
-            p = self.proxy(r, threads=1, extra=model)
-            got = exchange(p.port, data)
-            if got != direct:
-                wrong.append("%s: direct %r, respfence %r" % (model, direct, got))
-            p.stop()
-        self.assertEqual(wrong, [], "\n".join(wrong))
+        same_in_models(self, r, lambda port: exchange(port, data), direct)
 
     @unittest.expectedFailure  # README: limits lowered in the server's configuration
     def test_refused_at_the_header(self):

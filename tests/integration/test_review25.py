@@ -9,8 +9,8 @@ import time
 import unittest
 
 from harness import RawConn, TestCase, encode
-from test_review24 import (DEDICATED, after_was_set, MODELS, NOAUTH, SHARED, exchange, limited, reply_or_error,
-                           same_unauthenticated)
+from test_review24 import (SHARED, after_was_set, exchange, limited, reply_or_error,
+                           same_in_models, same_unauthenticated)
 
 MSET12 = ("MSET", "a", "1", "b", "2", "c", "3", "d", "4", "e", "5", "f", "6")
 INVALID_BULK = b"-ERR Protocol error: invalid bulk length\r\n"
@@ -33,14 +33,7 @@ class RefusedRequestAloneOnASharedConnection(TestCase):
         r = limited(self)
         direct = exchange(r.port, self.BIG)
         self.assertEqual(direct, (INVALID_BULK, True))
-        wrong = []
-        for model in MODELS:
-            p = self.proxy(r, threads=1, extra=model)
-            got = exchange(p.port, self.BIG)
-            if got != direct:
-                wrong.append("%s: direct %r, respfence %r" % (model, direct, got))
-            p.stop()
-        self.assertEqual(wrong, [], "\n".join(wrong))
+        same_in_models(self, r, lambda port: exchange(port, self.BIG), direct)
 
     def test_commands_after_the_refused_request_are_served(self):
         """The same client, once it has read the error, sends PING and SET after=1.
@@ -117,14 +110,7 @@ class AuthenticatedBeforeRequirepass(TestCase):
         direct = self.run_case(r.port)
         self.assertEqual(direct, ["int", "PONG", "OK", "NOAUTH Authentication required.",
                                   "OK", "OK"])
-        wrong = []
-        for model in MODELS:
-            p = self.proxy(r, threads=1, extra=model)
-            got = self.run_case(p.port)
-            if got != direct:
-                wrong.append("%s: direct %r, respfence %r" % (model, direct, got))
-            p.stop()
-        self.assertEqual(wrong, [], "\n".join(wrong))
+        same_in_models(self, r, self.run_case, direct)
 
 
 SLOTS_EXTRA = ['slots = "0-8191"', 'slots = "8192-16383"']  # {bar}: 5061, {foo}: 12182
@@ -145,16 +131,8 @@ class SlotsMode(TestCase):
                       "{foo}e", "5", "{foo}f", "6")
         direct = exchange(r1.port, mset)
         self.assertEqual(direct, (b"+OK\r\n", False))
-        wrong = []
-        for model in MODELS:
-            p = self.proxy([r0, r1], mode="slots", threads=1, extra=model,
-                           backend_extra=['password = "pw"\n' + SLOTS_EXTRA[0], SLOTS_EXTRA[1]])
-            self.assertEqual(exchange(p.port, encode("GET", "{bar}x"))[0], NOAUTH)
-            got = exchange(p.port, mset)
-            if got != direct:
-                wrong.append("%s: direct %r, respfence %r" % (model, direct, got))
-            p.stop()
-        self.assertEqual(wrong, [], "\n".join(wrong))
+        same_unauthenticated(self, [r0, r1], mset, direct, key="{bar}x", mode="slots",
+                             backend_extra=['password = "pw"\n' + SLOTS_EXTRA[0], SLOTS_EXTRA[1]])
 
     def test_split_request_refused_by_one_backend(self):
         """proto-max-bulk-len 1mb on every server. Client C: DEBUG SLEEP 0.3; 5 ms later
@@ -183,7 +161,7 @@ class SlotsMode(TestCase):
             try:
                 a.send(encode("PING"))
                 out.append(str(reply_or_error(a))[:16])
-            except OSError as e:
+            except OSError:
                 out.append("connection error")
             n, j = None, 0
             for port_ in ports:

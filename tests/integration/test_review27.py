@@ -9,8 +9,8 @@ import time
 import unittest
 
 from harness import RawConn, TestCase, encode
-from test_review24 import (MODELS, after_was_set, NOAUTH, SHARED, exchange, limited, reply_or_error,
-                           same_unauthenticated)
+from test_review24 import (MODELS, after_was_set, exchange, limited, reply_or_error,
+                           same_in_models, same_unauthenticated)
 
 WRONGPASS = b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
 INVALID_BULK = b"-ERR Protocol error: invalid bulk length\r\n"
@@ -55,14 +55,7 @@ class ScriptRefusedAtItsHeader(TestCase):
         big_eval = encode("EVAL", "return 1", "0", "x" * 2000000)
         direct = after_refusal(r, r.port, big_eval)
         self.assertEqual(direct, ["ERR Protocol error: invalid bulk length", "connection error", 0])
-        wrong = []
-        for model in MODELS:
-            p = self.proxy(r, threads=1, extra=model)
-            got = after_refusal(r, p.port, big_eval)
-            if got != direct:
-                wrong.append("%s: direct %r, respfence %r" % (model, direct, got))
-            p.stop()
-        self.assertEqual(wrong, [], "\n".join(wrong))
+        same_in_models(self, r, lambda port: after_refusal(r, port, big_eval), direct)
 
     def test_unauthenticated_eval_after_a_failed_auth(self):
         """requirepass pw. An unauthenticated client writes AUTH wrong, EVAL "return 1" 9

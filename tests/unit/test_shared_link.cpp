@@ -38,6 +38,7 @@ std::vector<std::pair<shared_link::owner, std::string>> feed(shared_link& l, con
     std::memcpy(p, bytes.data() + i, n);
     REQUIRE(l.on_data(n, [&](shared_link::owner o, std::string_view r, const reply_info&) {
       got.emplace_back(o, std::string(r));
+      return false;  // (no refusals here)
     }));
   }
   return got;
