@@ -44,6 +44,10 @@ transition backend_state_machine::on_probe_failed() { return move(backend_state:
 
 transition backend_state_machine::on_probe_busy() { return move(backend_state::busy); }
 
+transition backend_state_machine::on_probe_timeout() {
+  return move(serving(state_) ? backend_state::busy : backend_state::down);
+}
+
 probe_info parse_info(std::string_view text) {
   probe_info out;
   auto number = [](std::string_view v) -> uint64_t {

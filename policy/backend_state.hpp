@@ -43,6 +43,12 @@ class backend_state_machine {
   transition on_probe_failed();
   // The prober's INFO was answered -BUSY (a script or function runs too long).
   transition on_probe_busy();
+  // A probe got no answer in time on a connection that is up. A server that was serving
+  // is taken as busy (one slow command, DEBUG SLEEP, KEYS or a SAVE, holds it: direct, its
+  // clients wait, they are not told it loads); otherwise it is down as on a failure.
+  // Whether it is alive is then the reconnect's to say: a refused or timed-out connect
+  // is down.
+  transition on_probe_timeout();
 
  private:
   transition move(backend_state to);

@@ -130,14 +130,22 @@ void backend_registry::probe_blind(size_t i, const std::string& why, uint64_t ro
   probe_done(i, b, round, b.sm.on_probe_answer(false), "info_refused");
 }
 
-void backend_registry::probe_failed(size_t i, const std::string& why) {
+void backend_registry::probe_failed(size_t i, const std::string& why) { probe_error(i, why, false); }
+
+void backend_registry::probe_timed_out(size_t i, const std::string& why) { probe_error(i, why, true); }
+
+void backend_registry::probe_error(size_t i, const std::string& why, bool timed_out) {
   backend& b = *b_[i];
   std::lock_guard<std::mutex> lock(b.mu);
   if (b.last_error != why) {
     log::warn("backend_error", {{"backend", b.cfg.name}, {"error", why}});
   }
   b.last_error = why;
-  apply(i, b, b.sm.on_probe_failed(), "probe_failed");
+  if (timed_out) {
+    apply(i, b, b.sm.on_probe_timeout(), "probe_timeout");
+  } else {
+    apply(i, b, b.sm.on_probe_failed(), "probe_failed");
+  }
 }
 
 void backend_registry::learned(size_t i, const policy::learned_commands& cmds) {

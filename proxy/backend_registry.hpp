@@ -74,6 +74,8 @@ class backend_registry {
   // Clients then see the server's own -LOADING answers, as direct.
   void probe_blind(size_t b, const std::string& why, uint64_t round);
   void probe_failed(size_t b, const std::string& why);
+  // The probe's connection is up but INFO got no answer within health.timeout_ms.
+  void probe_timed_out(size_t b, const std::string& why);
   void learned(size_t b, const policy::learned_commands& cmds);
   // Cluster mode: a node the topology no longer uses (it left, or failed and was replaced)
   // is retired: not probed, not counted by /readyz. Its index stays valid; it returns to
@@ -134,6 +136,7 @@ class backend_registry {
 
   // With b.mu held: apply a transition, log it, and tell the workers.
   void apply(size_t i, backend& b, policy::transition t, const char* why);
+  void probe_error(size_t i, const std::string& why, bool timed_out);
   // With b.mu held, after a probe ended: record its round, and tell the workers if a
   // session waits for that verdict (a state change has told them already).
   void probe_done(size_t i, backend& b, uint64_t round, policy::transition t, const char* why);

@@ -1,6 +1,7 @@
 #include "proxy/prober.hpp"
 
 #include <hiredis/hiredis.h>
+#include <cerrno>
 #include <chrono>
 #include <string>
 
@@ -92,13 +93,17 @@ bool prober::connect(std::string& why) {
 
 bool prober::probe(std::string& why) {
   const uint64_t round = reg_.probe_begin(b_);
+  timed_out_ = false;
   std::string text;
   bool busy = false;
   bool blind = false;
   auto info = [&](const char* cmd) -> int {
     reply_ptr r(redisCommand(ctx_, cmd));
     if (r.r == nullptr) {
+      const int e = errno;
       why = std::string("probe failed: ") + ctx_->errstr;
+      // The read timed out (SO_RCVTIMEO): the connection is up, the server silent.
+      timed_out_ = ctx_->err == REDIS_ERR_IO && (e == EAGAIN || e == EWOULDBLOCK);
       return -1;
     }
     if (r.r->type == REDIS_REPLY_ERROR) {
@@ -179,7 +184,11 @@ void prober::run() {
     }
     if (!probe(why)) {
       drop();
-      reg_.probe_failed(b_, why);
+      if (timed_out_) {
+        reg_.probe_timed_out(b_, why);
+      } else {
+        reg_.probe_failed(b_, why);
+      }
       reg_.wait(b_, std::chrono::milliseconds(hs_.loading_interval_ms.load()));
       continue;
     }

@@ -54,6 +54,7 @@ class prober {
   redisContext* ctx_ = nullptr;
   bool split_info_ = false;  // the server wants INFO sections one at a time
   int learn_failures_ = 0;   // COMMAND that cannot be read is not retried forever
+  bool timed_out_ = false;   // the last probe failed on a read timeout, the connection up
   std::thread thread_;
 };
 

@@ -73,12 +73,12 @@ frame_status reply_framer::next(std::string_view buf) {
   const char* base = buf.data();
   while (true) {
     if (pos_ >= buf.size()) return frame_status::need_more;
-    const void* cr_hit = std::memchr(base + pos_, '\r', buf.size() - pos_);
+    const char* cr_hit = find_byte(base + pos_, buf.size() - pos_, '\r');
     if (cr_hit == nullptr) {
       if (buf.size() - pos_ > max_line) return fail(proto_error::bad_reply);
       return frame_status::need_more;
     }
-    const size_t cr = static_cast<size_t>(static_cast<const char*>(cr_hit) - base);
+    const size_t cr = static_cast<size_t>(cr_hit - base);
     if (cr + 1 >= buf.size()) return frame_status::need_more;
     if (buf[cr + 1] != '\n') return fail(proto_error::bad_reply);
     const char type = buf[pos_];

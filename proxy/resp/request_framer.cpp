@@ -87,15 +87,6 @@ bool redis_string2ll(std::string_view s, long long& out) {
   return true;
 }
 
-const char* find_stop_at_nul(const char* p, size_t n, char c) {
-  const void* hit = std::memchr(p, c, n);
-  if (hit == nullptr) return nullptr;
-  const char* h = static_cast<const char*>(hit);
-  // The server searches a C string: a NUL before the byte hides it.
-  if (std::memchr(p, '\0', static_cast<size_t>(h - p)) != nullptr) return nullptr;
-  return h;
-}
-
 void request_framer::reset() {
   args_.clear();
   consumed_ = 0;

@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <ostream>
 #include <string>
 #include <string_view>
@@ -110,7 +111,38 @@ class request_framer {
 // Redis's string2ll: strict decimal, no '+', no leading zeros, at most 20 characters.
 bool redis_string2ll(std::string_view s, long long& out);
 
-// memchr that stops at a NUL byte, like the server's strchr over its query buffer.
-const char* find_stop_at_nul(const char* p, size_t n, char c);
+// A header line is a few bytes ("*3", "$5", ":1"), and two in three lines of a GET's
+// request and reply are headers: a byte loop over a short prefix finds the line's end
+// before a library call has started (memchr was 4 % of the proxy's CPU at pipeline 16).
+// Past the prefix, memchr. scan_prefix is that prefix's length.
+inline constexpr size_t scan_prefix = 16;
+
+// memchr, quicker on short lines.
+inline const char* find_byte(const char* p, size_t n, char c) {
+  const size_t k = n < scan_prefix ? n : scan_prefix;
+  for (size_t i = 0; i < k; ++i) {
+    if (p[i] == c) return p + i;
+  }
+  if (n <= scan_prefix) return nullptr;
+  return static_cast<const char*>(std::memchr(p + scan_prefix, c, n - scan_prefix));
+}
+
+// memchr that stops at a NUL byte, like the server's strchr over its query buffer
+// (c is never NUL).
+inline const char* find_stop_at_nul(const char* p, size_t n, char c) {
+  const size_t k = n < scan_prefix ? n : scan_prefix;
+  for (size_t i = 0; i < k; ++i) {
+    if (p[i] == c) return p + i;
+    if (p[i] == '\0') return nullptr;
+  }
+  if (n <= scan_prefix) return nullptr;
+  const char* rest = p + scan_prefix;
+  const void* hit = std::memchr(rest, c, n - scan_prefix);
+  if (hit == nullptr) return nullptr;
+  const char* h = static_cast<const char*>(hit);
+  // The server searches a C string: a NUL before the byte hides it.
+  if (std::memchr(rest, '\0', static_cast<size_t>(h - rest)) != nullptr) return nullptr;
+  return h;
+}
 
 }  // namespace respfence::proxy

@@ -192,7 +192,7 @@ void session_core::parse_input() {
     if (st == frame_status::need_more) break;
     if (st == frame_status::error) {
       // The server answers the error after everything before it, then closes.
-      entry& e = pipe_.push_back(entry{});
+      entry& e = pipe_.emplace_back();
       e.seq = next_seq_++;
       e.req_off = parse_pos_;
       e.t0_us = batch_us_;
@@ -228,7 +228,7 @@ void session_core::parse_input() {
 }
 
 void session_core::accept_request(size_t off, size_t len, std::string_view view) {
-  entry& e = pipe_.push_back(entry{});
+  entry& e = pipe_.emplace_back();
   e.seq = next_seq_++;
   e.req_off = off;
   e.req_len = len;
@@ -332,7 +332,10 @@ bool session_core::dispatch(entry& e, const routing::arg_source& args) {
       !shared_prepare(e, cmd, args, b, router.sharded())) {
     return false;
   }
-  if (e.in_tx) return dispatch_tx(e, args, cmd, r, ru);
+  if (e.in_tx) {
+    if (lim_.shared && k != command_kind::multi) note_pin_in_tx(cmd);
+    return dispatch_tx(e, args, cmd, r, ru);
+  }
   if (lim_.shared) {
     if (!shared_prepare(e, cmd, args, b, r.kind == routing::route_kind::fanout)) return false;
     if (links_[b].shared && answer_client_name(e, args)) return true;
@@ -386,10 +389,13 @@ bool session_core::dispatch(entry& e, const routing::arg_source& args) {
   policy::decide_input in;
   in.state = v.state;
   in.r = ru;
-  in.is_ping = k == command_kind::ping;
+  // PING takes at most one argument: with more, the server answers LOADING (it is not
+  // loading-safe) and its arity error only once it serves; never ECHO's answer.
+  in.is_ping = k == command_kind::ping && args.argc() <= 2;
   in.ping_rewrite = pol.config().ping_rewrite;
   in.echo_loading_safe = v.echo_loading_safe;
-  in.resp2_subscribed = !resp3_ && subscribed();
+  // A SUBSCRIBE still unconfirmed counts: the server reads this PING subscribed.
+  in.resp2_subscribed = !resp3_ && (subscribed() || sub_inflight_ > 0);
   switch (policy::decide(in)) {
     case decision::forward:
       send(e, b, args);
@@ -485,10 +491,11 @@ void session_core::send(entry& e, size_t b, const routing::arg_source& args) {
   // A blocking command may wait forever (WAIT and WAITAOF too, without the table's
   // flag); pub/sub and MONITOR never finish. A flush fence cannot wait for them, and a
   // client's end of file ends them at once (on_client_eof).
+  const bool waits = policy::iequals_lower(args.arg(0), "wait") ||
+                     policy::iequals_lower(args.arg(0), "waitaof");
   e.exempt = (e.cflags & policy::flag_blocking) != 0 || kind == reply_kind::subscribe ||
-             k == command_kind::monitor || monitor_ ||
-             policy::iequals_lower(args.arg(0), "wait") ||
-             policy::iequals_lower(args.arg(0), "waitaof");
+             k == command_kind::monitor || monitor_ || waits;
+  e.blocks = ((e.cflags & policy::flag_blocking) != 0 || waits) && !links_[b].server_multi;
   if (eof_ && e.exempt && !links_[b].server_multi) {
     // Sent after the client's end of file (it was held, or parsed once the output
     // drained): direct, the server would block it and free the client at EOF, so
@@ -515,6 +522,21 @@ void session_core::send(entry& e, size_t b, const routing::arg_source& args) {
     e.asking = false;
   }
   e.force_backend = -1;
+  if (waits && !l.shared && l.woff_behind && !l.server_multi && !rt().cluster()) {
+    // The client's writes went on another connection (wait_sync): a write of no effect
+    // first brings this connection's replication offset up to them.
+    send_gen(b, detail::wait_sync, detail::item_swallow, e.seq);
+    l.woff_behind = false;
+    l.conn_wrote = true;
+  } else if ((e.cflags & policy::flag_readonly) == 0 && !waits) {
+    // Anything not read-only may have written (a script, a PUBLISH: what propagates).
+    if (l.shared) {
+      l.woff_behind = true;
+    } else {
+      l.woff_behind = false;  // its offset is past every earlier write's
+      l.conn_wrote = true;
+    }
+  }
   std::vector<std::string_view> kept;
   if (l.shared && k == command_kind::hello && detail::hello_without_setname(args, kept)) {
     // A shared connection must not take a client's name: HELLO goes without SETNAME,

@@ -27,6 +27,17 @@ bool targets(const std::vector<size_t>& backends, size_t b) {
 // ---------------------------------------------------------------- flush fence
 
 bool session_core::start_flush(entry& e, const std::vector<size_t>& backends, const char* why) {
+  // Behind a blocking command of its own client, the flush is not read by the server
+  // until that command is answered, and other clients go on meanwhile (one of them may
+  // be the LPUSH that ends it): its fence rises only once it is the oldest unanswered.
+  if (e.seq != head_seq_) {
+    for (size_t i = 0; i < pipe_.size() && pipe_[i].seq < e.seq; ++i) {
+      if (pipe_[i].blocks && pipe_[i].state == entry_state::sent) {
+        hold(e, hold_reason::barrier);
+        return false;
+      }
+    }
+  }
   // The epoch moves first, synchronously: anything stamped before it is stale from now.
   for (size_t b : backends) env_.bump_epoch(b, why);
   e.is_flush = true;
@@ -81,6 +92,10 @@ bool session_core::fenced(const entry& e, size_t b) const {
   // SCRIPT KILL, FUNCTION KILL, SHUTDOWN: what ends a busy script is never held (the
   // fence may itself wait for that script).
   if (e.ckind == policy::command_kind::ends_busy) return false;
+  // Under a CLIENT PAUSE the server postpones the flush: a read goes on (WRITE pause: it
+  // runs at once and sees the data as it was, as direct; ALL: the server postpones it
+  // too, behind the flush). Writes still wait for the flush.
+  if ((e.cflags & policy::flag_readonly) != 0 && env_.pause_in_force()) return false;
   for (const fence_mark& f : fences_) {
     if (e.seq >= f.mark && targets(f.backends, b)) return true;
   }
@@ -88,10 +103,24 @@ bool session_core::fenced(const entry& e, size_t b) const {
 }
 
 bool session_core::fence_drained(const fence_mark& f) const {
+  // Backends on which a blocking command of this client is on the wire: direct, the
+  // server reads nothing of the client after it until it is answered, so whatever it
+  // sends behind it runs after the flush, and the flush does not wait for it (it could
+  // wait for ever: the command that would end the block may be held by this very fence).
+  uint64_t blocked = 0;
+  auto is_blocked = [&](size_t b) { return b < 64 && (blocked >> b & 1) != 0; };
   for (size_t i = 0; i < pipe_.size(); ++i) {
     const entry& e = pipe_[i];
     if (e.seq >= f.mark) break;
-    if (e.state == entry_state::done || e.exempt) continue;
+    if (e.state == entry_state::done) continue;
+    if (e.blocks && e.state == entry_state::sent && e.backend < 64) {
+      blocked |= uint64_t{1} << e.backend;
+      continue;
+    }
+    if (e.exempt) continue;
+    // Held behind it (not sent yet), with one backend: it will go behind it too.
+    if (blocked != 0 && e.state == entry_state::held && !rt().sharded()) continue;
+    if (e.state == entry_state::sent && is_blocked(e.backend)) continue;
     // A busy server answers -BUSY to everything but the script it runs (and to the flush
     // too): a script on the wire may never end, so it is not waited for.
     if (e.state == entry_state::sent && env_.view(e.backend).state == policy::backend_state::busy) {

@@ -82,6 +82,8 @@ ring<session_core::inflight_item> session_core::close_link_state(size_t b) {
   link& l = links_[b];
   l.state = link::conn::closed;
   l.server_multi = false;
+  if (l.conn_wrote) l.woff_behind = true;  // the writes' offset leaves with the connection
+  l.conn_wrote = false;
   l.refused_seq = UINT64_MAX;
   // The next connection answers every command. (Not reset when it opens: what was
   // queued for it before then, a CLIENT REPLY OFF among it, has already set these.)

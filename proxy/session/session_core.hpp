@@ -169,6 +169,7 @@ class session_core {
   // Links idle and free of connection state go back to shared; true if one did (the
   // shell then closes its socket).
   bool maybe_unpin();
+  void note_pin_in_tx(const policy::command_entry* cmd);
   size_t pinned_links() const;
 
   // ---- from the worker ----
@@ -243,6 +244,10 @@ class session_core {
     bool sub_counted = false;    // counted in sub_inflight_ until it completes
     bool protocol_error = false; // a protocol error's answer, silenced or not in its turn
     bool auth_counted = false;   // an AUTH or HELLO, counted in auth_inflight_ until it completes
+    // A blocking command (or WAIT) sent outside MULTI: until it is answered, the server
+    // reads nothing more from its connection, so what was sent behind it runs after any
+    // flush sent meanwhile, as direct (fence_drained).
+    bool blocks = false;
   };
 
   // A LOADING answer whose command may be sent again (design.md §6): only once the prober has
@@ -310,6 +315,12 @@ class session_core {
     // server closes the connection (refused()): that command's number.
     uint64_t refused_seq = UINT64_MAX;
     bool reconnect = false;  // reopen it now, to restore the client's state (on_link_failed)
+    // WAIT counts the replicas that have the connection's last write. The client wrote on
+    // a connection other than the one it now holds (a shared one, or an own connection
+    // since closed): the next WAIT on its own connection is preceded by a write of the
+    // proxy's (wait_sync), so that the server waits for the client's writes, not for none.
+    bool woff_behind = false;
+    bool conn_wrote = false;  // a write went on the connection it holds now
   };
 
   // A transaction the proxy holds (its commands were answered +QUEUED locally).
@@ -319,6 +330,9 @@ class session_core {
     size_t exec_len = 0;
     bool multi_sent = false;
     policy::action act = policy::action::forward;  // while the backend is not ready
+    // A command of it is neither loading-safe nor queued (forward): the server's LOADING
+    // abort is the client's answer, and the block is not sent again.
+    bool forwards_unsafe = false;
     uint32_t timeout_ms = UINT32_MAX;
     int32_t backend = -1;    // slots mode: the backend its keys live on
     int32_t slot = -1;       // cluster mode: the slot its keys live in

@@ -29,6 +29,13 @@ inline constexpr uint8_t item_swallow = 1;  // the proxy's own command; reply dr
 inline constexpr uint8_t item_replay = 2;   // state replayed on a new connection
 inline constexpr uint8_t item_part = 3;     // one part of a split/fan-out command
 
+// A write of no effect that the server propagates to its replicas (SPUBLISH to a channel
+// of the proxy's; shard channels have no patterns, so only a subscriber of this very
+// channel hears it): sent before a WAIT on a connection that did not carry the client's
+// writes, it brings that connection's replication offset past them.
+inline constexpr std::string_view wait_sync =
+    "*3\r\n$8\r\nSPUBLISH\r\n$18\r\n__respfence__:wait\r\n$0\r\n\r\n";
+
 int64_t now_us();
 // A whole decimal integer, as the server's string2ll reads one (no spaces, no '+').
 inline bool parse_i64(std::string_view s, int64_t& v) {

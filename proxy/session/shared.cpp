@@ -236,6 +236,18 @@ bool session_core::shared_prepare(entry& e, const policy::command_entry* cmd,
   return true;
 }
 
+void session_core::note_pin_in_tx(const policy::command_entry* cmd) {
+  // Inside MULTI the client holds its own connection already (MULTI pinned it), and what
+  // such a command sets up there (a subscription, the connection's id as the client saw
+  // it, NO-EVICT, tracking, ...) comes back inside EXEC's array, where the proxy does not
+  // follow it: the client keeps that connection for good, as outside MULTI.
+  pin_reason why = pin_reason::count_;
+  if (pins(cmd, cmd ? cmd->kind : command_kind::plain, why) && why != pin_reason::transaction &&
+      why != pin_reason::blocking) {
+    pinned_for_good_ = true;
+  }
+}
+
 void session_core::note_shared_effects(entry& e, link& l, const routing::arg_source& args) {
   const std::string_view name = args.argc() > 0 ? args.arg(0) : std::string_view{};
   if (name.empty()) return;

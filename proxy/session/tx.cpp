@@ -36,6 +36,7 @@ void session_core::free_tx(int32_t i) {
   t.flushes = 0;
   t.watched = false;
   t.act = policy::action::forward;
+  t.forwards_unsafe = false;
   t.timeout_ms = UINT32_MAX;
   txs_.release(i);
 }
@@ -365,6 +366,8 @@ bool session_core::defer_command(entry& e, const routing::arg_source& args,
       } else if (ru.act == policy::action::queue && t.act != policy::action::reject) {
         t.act = policy::action::queue;
         t.timeout_ms = std::min(t.timeout_ms, ru.timeout_ms);
+      } else if (ru.act == policy::action::forward) {
+        t.forwards_unsafe = true;
       }
     }
   }
@@ -433,8 +436,11 @@ bool session_core::exec_held_tx(entry& e, size_t b) {
   e.state = entry_state::sent;
   e.kind = reply_kind::tx_exec;
   e.backend = static_cast<uint16_t>(b);
-  // After a LOADING abort the block goes again, unless it ran under WATCH: EXEC ended that.
-  e.retry = !t.watched;
+  // After a LOADING abort the block goes again, as a single command would: when every
+  // command of it may be queued or is loading-safe, and unless it ran under WATCH (EXEC
+  // ended that). Under forward or reject the client gets the server's EXECABORT.
+  e.retry = !t.watched && t.act != policy::action::reject &&
+            (t.act == policy::action::queue || !t.forwards_unsafe);
   e.saw_loading = false;
   if (t.watched) watch_active_ = false;
   if (e.is_flush) {

@@ -202,6 +202,30 @@ TEST_CASE("backend state machine: every transition") {
   CHECK_FALSE(t.loading_completed());
 }
 
+TEST_CASE("backend state machine: a probe unanswered in time") {
+  backend_state_machine m;
+  // Never answered yet: down, as on a failure.
+  CHECK(m.on_probe_timeout().to == backend_state::down);
+  m.on_probe_connected();
+  m.on_probe_answer(false);
+  // Serving: busy (a slow command holds the server), and a reconnect keeps it so.
+  auto t = m.on_probe_timeout();
+  CHECK(t.from == backend_state::ready);
+  CHECK(t.to == backend_state::busy);
+  CHECK(serving(m.state()));
+  CHECK_FALSE(m.on_probe_timeout().changed());
+  CHECK_FALSE(m.on_probe_connected().changed());
+  // A refused reconnect is down; an answer is ready again, not a new dataset.
+  CHECK(m.on_probe_failed().to == backend_state::down);
+  m.on_probe_connected();
+  CHECK_FALSE(m.on_probe_answer(false).loading_completed());
+  m.on_probe_busy();
+  CHECK(m.on_probe_timeout().to == backend_state::busy);
+  // Loading: a silent probe is not "serving".
+  m.on_probe_answer(true);
+  CHECK(m.on_probe_timeout().to == backend_state::down);
+}
+
 TEST_CASE("parse_info reads the prober's fields") {
   const std::string info =
       "# Server\r\nredis_version:7.0.15\r\nrun_id:abc123\r\n"

@@ -200,6 +200,35 @@ TEST_CASE("a NUL hides the line end, as the server's strchr does") {
   std::string mb("*1\0\r\n", 5);
   CHECK(run(mb, {}).commands.empty());
   CHECK(run(mb, {}).error == proto_error::none);
+  // Header lines are scanned byte by byte for a short prefix, then with memchr: a NUL
+  // hides the CR on either side of that boundary, in a count and in a bulk length, and
+  // without a NUL the same long line is read and refused.
+  for (size_t at = 1; at < 3 * scan_prefix; ++at) {
+    INFO("NUL at " << at);
+    std::string count = "*" + std::string(3 * scan_prefix, '1') + "\r\n";
+    CHECK(check_all_splits(count).error == proto_error::invalid_multibulk_length);
+    count[at] = '\0';
+    const outcome c = check_all_splits(count);
+    CHECK(c.error == proto_error::none);
+    CHECK(c.commands.empty());
+    std::string bulk = "*1\r\n$" + std::string(3 * scan_prefix, '4') + "\r\nPING\r\n";
+    CHECK(check_all_splits(bulk).error == proto_error::invalid_bulk_length);
+    bulk[4 + at] = '\0';
+    const outcome b = check_all_splits(bulk);
+    CHECK(b.error == proto_error::none);
+    CHECK(b.commands.empty());
+  }
+}
+
+TEST_CASE("line ends found past the short scan, in requests and at every split") {
+  // A header line longer than the byte-by-byte prefix (leading spaces are not digits,
+  // so only a count of the right length can be this long: pad with the argument).
+  const std::string arg(2 * scan_prefix + 3, 'x');
+  const std::string in = "*2\r\n$3\r\nGET\r\n$" + std::to_string(arg.size()) + "\r\n" + arg +
+                         "\r\nPING " + arg + "\r\n";
+  const outcome o = check_all_splits(in);
+  CHECK(o.error == proto_error::none);
+  CHECK(o.commands == cmds{{"GET", arg}, {"PING", arg}});
 }
 
 TEST_CASE("inline commands: splitting and quoting as sdssplitargs") {
