@@ -20,6 +20,32 @@ using policy::backend_state;
 using policy::command_kind;
 using policy::decision;
 
+namespace {
+// WAIT numreplicas timeout, WAITAOF numlocal numreplicas timeout: whether it waits for
+// anything (with nothing to count, the server answers at once whatever the offset).
+bool wait_counts_replicas(const routing::arg_source& args) {
+  int64_t n = 0;
+  if (args.argc() >= 2 && detail::parse_i64(args.arg(1), n) && n > 0) return true;
+  return args.argc() >= 3 && policy::iequals_lower(args.arg(0), "waitaof") &&
+         detail::parse_i64(args.arg(2), n) && n > 0;
+}
+
+// A command with the table's blocking flag that may hold its connection: XREAD and
+// XREADGROUP only with BLOCK. (A BLPOP on a list that has an element does not block
+// either, which only the server knows: README.)
+bool may_block(std::uint32_t cflags, const routing::arg_source& args) {
+  if ((cflags & policy::flag_blocking) == 0) return false;
+  if (!policy::iequals_lower(args.arg(0), "xread") && !policy::iequals_lower(args.arg(0), "xreadgroup")) {
+    return true;
+  }
+  for (size_t i = 1; i < args.argc(); ++i) {
+    if (policy::iequals_lower(args.arg(i), "block")) return true;
+    if (policy::iequals_lower(args.arg(i), "streams")) return false;  // keys and ids follow
+  }
+  return false;
+}
+}  // namespace
+
 const char* to_string(entry_state s) {
   switch (s) {
     case entry_state::held:
@@ -248,6 +274,7 @@ void session_core::accept_request(size_t off, size_t len, std::string_view view)
   if (held_ > 0 || key_wait_seq_ != UINT64_MAX || (lim_.shared && pipe_.size() > inflight_cap())) {
     e.queued_at = env_.now_ms();  // (its age, should it wait for a loading backend)
     hold(e, hold_reason::order);
+    admit_in_order(e, args);
     return;
   }
   dispatch(e, args);
@@ -327,6 +354,12 @@ bool session_core::dispatch(entry& e, const routing::arg_source& args) {
     b = static_cast<size_t>(e.force_backend);
   }
   e.backend = static_cast<uint16_t>(b);
+  if (e.over_bound && !e.in_tx) {
+    // It arrived behind held commands while the queue was full (admit_in_order).
+    answer_local(e, env_.view(b).loading_error);
+    env_.count(b, counter::expired);
+    return true;
+  }
 
   if (lim_.shared && k == command_kind::multi && !tx_open_ &&
       !shared_prepare(e, cmd, args, b, router.sharded())) {
@@ -495,7 +528,7 @@ void session_core::send(entry& e, size_t b, const routing::arg_source& args) {
                      policy::iequals_lower(args.arg(0), "waitaof");
   e.exempt = (e.cflags & policy::flag_blocking) != 0 || kind == reply_kind::subscribe ||
              k == command_kind::monitor || monitor_ || waits;
-  e.blocks = ((e.cflags & policy::flag_blocking) != 0 || waits) && !links_[b].server_multi;
+  e.blocks = !links_[b].server_multi && (waits ? wait_counts_replicas(args) : may_block(e.cflags, args));
   if (eof_ && e.exempt && !links_[b].server_multi) {
     // Sent after the client's end of file (it was held, or parsed once the output
     // drained): direct, the server would block it and free the client at EOF, so
@@ -522,10 +555,13 @@ void session_core::send(entry& e, size_t b, const routing::arg_source& args) {
     e.asking = false;
   }
   e.force_backend = -1;
-  if (waits && !l.shared && l.woff_behind && !l.server_multi && !rt().cluster()) {
+  if (waits && !l.shared && l.woff_behind && !l.server_multi && !rt().cluster() &&
+      wait_counts_replicas(args) && !wait_sync_refused_ && !env_.pause_in_force()) {
     // The client's writes went on another connection (wait_sync): a write of no effect
-    // first brings this connection's replication offset up to them.
-    send_gen(b, detail::wait_sync, detail::item_swallow, e.seq);
+    // first brings this connection's replication offset up to them. Not for a WAIT that
+    // is answered at once anyway (0 replicas), nor under a CLIENT PAUSE the proxy knows
+    // of (the write would wait for its end, the WAIT behind it).
+    send_gen(b, detail::wait_sync, detail::item_swallow, e.seq, detail::tag_wait_sync);
     l.woff_behind = false;
     l.conn_wrote = true;
   } else if ((e.cflags & policy::flag_readonly) == 0 && !waits) {
@@ -594,7 +630,8 @@ void session_core::send_rewritten_ping(entry& e, size_t b, const routing::arg_so
   push_item(l, inflight_item{e.seq, detail::item_reply, 0});
 }
 
-void session_core::send_gen(size_t b, std::string_view bytes, uint8_t what, uint64_t seq) {
+void session_core::send_gen(size_t b, std::string_view bytes, uint8_t what, uint64_t seq,
+                            uint16_t tag) {
   // What the proxy sends of its own (DISCARD, UNWATCH, MULTI, ASKING) is answered to it
   // alone, so the server connection must answer it, whatever CLIENT REPLY left there.
   const bool heard = expect_server_reply(b, seq);
@@ -602,7 +639,7 @@ void session_core::send_gen(size_t b, std::string_view bytes, uint8_t what, uint
   const size_t start = l.gen.size();
   l.gen.append(bytes);
   l.out.push_back(seg{true, start, bytes.size()});
-  if (heard) push_item(l, inflight_item{seq, what, 0});
+  if (heard) push_item(l, inflight_item{seq, what, tag});
 }
 
 void session_core::append_in(link& l, size_t off, size_t len) {

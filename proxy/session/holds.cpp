@@ -46,6 +46,42 @@ bool session_core::hold_for_loading(entry& e, size_t b, uint32_t timeout_ms) {
   return false;
 }
 
+void session_core::admit_in_order(entry& e, const routing::arg_source& args) {
+  // A command that waits in order behind another (a pipeline behind the first command
+  // held for a loading backend) will wait for that backend too: it counts against
+  // queue_max and queue_max_bytes from its arrival, as the first one did. Past them it
+  // gets the server's LOADING answer in its turn (dispatch), whatever the backend's state
+  // by then: the answer it would have had on arrival at the head of the queue, and direct.
+  // Before, only each client's first command was counted.
+  const routing::router& router = rt();
+  if (!router.sharded() && policy::serving(env_.view(0).state)) return;  // the usual case
+  const policy::policy_table& pol = env_.policy();
+  const policy::command_entry* cmd = detail::lookup(pol, args);
+  size_t b = 0;
+  if (router.sharded()) {
+    if (links_.size() < router.backends()) grow_links(router.backends());
+    const routing::route r = router.decide(cmd, args, keys_);
+    if (r.kind != routing::route_kind::backend) return;
+    b = r.backend;
+  }
+  const backend_view& v = env_.view(b);
+  if (policy::serving(v.state) || (cmd != nullptr && !cmd->arity_ok(args.argc()))) return;
+  policy::decide_input in;
+  in.state = v.state;
+  in.r = cmd ? pol.rule_for(*cmd) : pol.unknown_rule();
+  in.is_ping = cmd != nullptr && cmd->kind == command_kind::ping && args.argc() <= 2;
+  in.ping_rewrite = pol.config().ping_rewrite;
+  in.echo_loading_safe = v.echo_loading_safe;
+  in.resp2_subscribed = !resp3_ && (subscribed() || sub_inflight_ > 0);
+  if (policy::decide(in) != decision::queue) return;
+  e.backend = static_cast<uint16_t>(b);
+  if (env_.queue_admit(b, e.req_len)) {
+    e.admitted = true;
+  } else {
+    e.over_bound = true;
+  }
+}
+
 void session_core::release_admission(entry& e) {
   if (!e.admitted) return;
   e.admitted = false;

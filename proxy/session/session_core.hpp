@@ -248,6 +248,9 @@ class session_core {
     // reads nothing more from its connection, so what was sent behind it runs after any
     // flush sent meanwhile, as direct (fence_drained).
     bool blocks = false;
+    // It arrived while the queue for its loading backend was full (admit_in_order): in
+    // its turn it gets the server's LOADING answer, as it would have on arrival.
+    bool over_bound = false;
   };
 
   // A LOADING answer whose command may be sent again (design.md §6): only once the prober has
@@ -350,11 +353,12 @@ class session_core {
   // Decides an entry; false if it is (still) held.
   bool dispatch(entry& e, const routing::arg_source& args);
   void hold(entry& e, hold_reason why);
+  void admit_in_order(entry& e, const routing::arg_source& args);
   bool hold_for_loading(entry& e, size_t b, uint32_t timeout_ms);
   void release_admission(entry& e);
   void send(entry& e, size_t b, const routing::arg_source& args);
   void send_rewritten_ping(entry& e, size_t b, const routing::arg_source& args);
-  void send_gen(size_t b, std::string_view bytes, uint8_t what, uint64_t seq);
+  void send_gen(size_t b, std::string_view bytes, uint8_t what, uint64_t seq, uint16_t tag = 0);
   // Before a command whose reply the proxy waits for goes on link b: a server connection
   // that CLIENT REPLY left silent (OFF, or a SKIP still pending) is made to answer again.
   // False where it cannot be (inside MULTI under OFF): the server will answer nothing.
@@ -390,6 +394,10 @@ class session_core {
   void note_shared_reply(const entry& e);
   bool answer_client_name(entry& e, const routing::arg_source& args);
   int64_t tx_pause_ms_ = 0;  // shared mode: the longest CLIENT PAUSE queued in this MULTI
+  bool tx_pause_all_ = false;  // ...and one of them pauses everything (not WRITE)
+  // The server refused the proxy's wait_sync write (an ACL user with no channels, a
+  // server without SPUBLISH): it is not sent again for this client.
+  bool wait_sync_refused_ = false;
   bool pinned_for_good_ = false;  // pinned by state that cannot be replayed
   std::vector<seg> tunnel_held_;  // SYNC's bytes, waiting for a new link's replayed state
   // A MULTI block on the server: state commands answered +QUEUED, by their place in the

@@ -33,6 +33,7 @@ inline constexpr uint8_t item_part = 3;     // one part of a split/fan-out comma
 // of the proxy's; shard channels have no patterns, so only a subscriber of this very
 // channel hears it): sent before a WAIT on a connection that did not carry the client's
 // writes, it brings that connection's replication offset past them.
+inline constexpr uint16_t tag_wait_sync = 1;  // its inflight_item's `part`
 inline constexpr std::string_view wait_sync =
     "*3\r\n$8\r\nSPUBLISH\r\n$18\r\n__respfence__:wait\r\n$0\r\n\r\n";
 

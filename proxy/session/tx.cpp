@@ -439,8 +439,7 @@ bool session_core::exec_held_tx(entry& e, size_t b) {
   // After a LOADING abort the block goes again, as a single command would: when every
   // command of it may be queued or is loading-safe, and unless it ran under WATCH (EXEC
   // ended that). Under forward or reject the client gets the server's EXECABORT.
-  e.retry = !t.watched && t.act != policy::action::reject &&
-            (t.act == policy::action::queue || !t.forwards_unsafe);
+  e.retry = !t.watched && t.act != policy::action::reject && !t.forwards_unsafe;
   e.saw_loading = false;
   if (t.watched) watch_active_ = false;
   if (e.is_flush) {

@@ -142,6 +142,25 @@ TEST_CASE("queue bounds: past queue_max the LOADING error comes at once") {
   CHECK(g.output() == loading_err);
 }
 
+TEST_CASE("queue bounds: a pipeline counts command by command, in order") {
+  // queue_max 2: a client pipelines GET, SET, INCR, ECHO, GET during loading. The first
+  // two wait; the INCR arrived past the bound and gets LOADING in its turn, even once
+  // the backend is ready; ECHO is loading-safe and never counts; the last GET is past
+  // the bound too.
+  session_fixture f;
+  f.env.queue_limit = 2;
+  f.env.set_state(0, backend_state::loading);
+  f.client(cmd({"GET", "a"}) + cmd({"SET", "b", "1"}) + cmd({"INCR", "n"}) + cmd({"ECHO", "x"}) +
+           cmd({"GET", "c"}));
+  CHECK(f.env.queued == 2);
+  CHECK(f.output().empty());
+  f.set_state(backend_state::ready);
+  CHECK(f.written() == cmd({"GET", "a"}) + cmd({"SET", "b", "1"}) + cmd({"ECHO", "x"}));
+  CHECK(f.env.queued == 0);
+  f.reply("$-1\r\n+OK\r\n$1\r\nx\r\n");
+  CHECK(f.output() == "$-1\r\n+OK\r\n" + loading_err + "$1\r\nx\r\n" + loading_err);
+}
+
 TEST_CASE("PING while loading goes as ECHO and comes back as PING's answer") {
   session_fixture f;
   f.env.set_state(0, backend_state::loading);
@@ -658,7 +677,7 @@ TEST_CASE("a client that goes away frees its queued work; none of it is ever sen
   session_fixture f;
   f.env.set_state(0, backend_state::loading);
   f.client(cmd({"GET", "a"}) + cmd({"SET", "b", "1"}));
-  CHECK(f.env.queued == 1);
+  CHECK(f.env.queued == 2);  // the SET waits in order, and counts (admit_in_order)
   f.core.on_client_closed();
   CHECK(f.env.queued == 0);
   CHECK(f.env.watchers.empty());
