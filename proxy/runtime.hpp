@@ -57,22 +57,18 @@ class runtime {
   // A CLIENT PAUSE went through (session_env::note_pause): until when it may be in force.
   // A later pause never shortens one in force (the server keeps the later end too);
   // 0 (CLIENT UNPAUSE answered OK) ends it.
-  // `all`: CLIENT PAUSE ... ALL (the default), which postpones reads too; else WRITE.
-  void note_pause(int64_t until_ms, bool all) {
+  void note_pause(int64_t until_ms) {
     if (until_ms == 0) {
       pause_until_ms_.store(0, std::memory_order_relaxed);
-      pause_all_until_ms_.store(0, std::memory_order_relaxed);
       return;
     }
-    raise(pause_until_ms_, until_ms);
-    if (all) raise(pause_all_until_ms_, until_ms);
+    int64_t cur = pause_until_ms_.load(std::memory_order_relaxed);
+    while (cur < until_ms &&
+           !pause_until_ms_.compare_exchange_weak(cur, until_ms, std::memory_order_relaxed)) {
+    }
   }
   bool pause_active(int64_t now_ms) const {
     return pause_until_ms_.load(std::memory_order_relaxed) > now_ms;
-  }
-  // A WRITE pause may be in force and no ALL pause: the server runs reads at once.
-  bool write_pause_only(int64_t now_ms) const {
-    return pause_active(now_ms) && pause_all_until_ms_.load(std::memory_order_relaxed) <= now_ms;
   }
 
   // ---- admin endpoint (control thread) ----
@@ -121,13 +117,7 @@ class runtime {
   size_t next_worker_ = 0;
   std::atomic<uint64_t> fence_ids_{0};
   std::atomic<size_t> idle_workers_{0};
-  std::atomic<int64_t> pause_until_ms_{0};      // any CLIENT PAUSE
-  std::atomic<int64_t> pause_all_until_ms_{0};  // CLIENT PAUSE ... ALL
-  static void raise(std::atomic<int64_t>& a, int64_t until_ms) {
-    int64_t cur = a.load(std::memory_order_relaxed);
-    while (cur < until_ms && !a.compare_exchange_weak(cur, until_ms, std::memory_order_relaxed)) {
-    }
-  }
+  std::atomic<int64_t> pause_until_ms_{0};
   bool shutting_down_ = false;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 };

@@ -112,9 +112,7 @@ int64_t worker::now_ms() const {
       .count();
 }
 
-void worker::note_pause(int64_t until_ms, bool all) { rt_.note_pause(until_ms, all); }
-
-bool worker::write_pause_only() const { return rt_.write_pause_only(now_ms()); }
+void worker::note_pause(int64_t until_ms) { rt_.note_pause(until_ms); }
 
 bool worker::pause_active(int64_t now) const { return rt_.pause_active(now); }
 

@@ -113,9 +113,8 @@ class worker final : public session_env {
   }
   void record_latency_us(uint64_t us) override;
   void count_pin(pin_reason why) override { bump(stats_.pins[static_cast<size_t>(why)]); }
-  void note_pause(int64_t until_ms, bool all) override;
+  void note_pause(int64_t until_ms) override;
   bool pause_in_force() const override { return pause_active(now_ms()); }
-  bool write_pause_only() const override;
   bool pause_active(int64_t now) const;
 
  private:

@@ -38,9 +38,13 @@ bool may_block(std::uint32_t cflags, const routing::arg_source& args) {
   if (!policy::iequals_lower(args.arg(0), "xread") && !policy::iequals_lower(args.arg(0), "xreadgroup")) {
     return true;
   }
-  for (size_t i = 1; i < args.argc(); ++i) {
-    if (policy::iequals_lower(args.arg(i), "block")) return true;
-    if (policy::iequals_lower(args.arg(i), "streams")) return false;  // keys and ids follow
+  // [GROUP group consumer] [COUNT n] [BLOCK ms] [NOACK] STREAMS key ... id ...: names and
+  // numbers are skipped, not read as options (a group may be called "streams").
+  for (size_t i = 1; i < args.argc();) {
+    const std::string_view a = args.arg(i);
+    if (policy::iequals_lower(a, "block")) return true;
+    if (policy::iequals_lower(a, "streams")) return false;  // keys and ids follow
+    i += policy::iequals_lower(a, "group") ? 3 : policy::iequals_lower(a, "count") ? 2 : 1;
   }
   return false;
 }

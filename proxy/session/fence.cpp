@@ -92,15 +92,6 @@ bool session_core::fenced(const entry& e, size_t b) const {
   // SCRIPT KILL, FUNCTION KILL, SHUTDOWN: what ends a busy script is never held (the
   // fence may itself wait for that script).
   if (e.ckind == policy::command_kind::ends_busy) return false;
-  // Under a CLIENT PAUSE ... WRITE the server postpones the flush and runs reads at once:
-  // a read goes on, and sees the data as it was, as direct. (Under a pause of everything
-  // it would be postponed too, but maybe ahead of a flush still held here: it waits.)
-  // Writes still wait for the flush. Not with several backends: there a flush may have
-  // run on one before the pause reached it, and a read across backends must not see one
-  // flushed and another not.
-  if ((e.cflags & policy::flag_readonly) != 0 && !rt().sharded() && env_.write_pause_only()) {
-    return false;
-  }
   for (const fence_mark& f : fences_) {
     if (e.seq >= f.mark && targets(f.backends, b)) return true;
   }

@@ -132,7 +132,12 @@ void session_core::on_reply(size_t b, std::string_view reply, const reply_info& 
     // The proxy's own commands (a replayed SELECT, a held block's MULTI and commands):
     // they decide no client command's retry, except through the block's EXEC.
     l.inflight.pop_front();
-    if (it.part == detail::tag_wait_sync && info.is_error()) wait_sync_refused_ = true;
+    if (it.part == detail::tag_wait_sync && info.is_error() &&
+        (reply.rfind("-NOPERM", 0) == 0 || reply.rfind("-ERR unknown command", 0) == 0)) {
+      // Refused for good (a user without channels, a server without SPUBLISH); a
+      // passing error (-BUSY, -LOADING) tries again next time.
+      wait_sync_refused_ = true;
+    }
     if (it.what == detail::item_swallow && info.is_error() && it.seq >= head_seq_ &&
         it.seq < head_seq_ + pipe_.size() && refuses(at(it.seq), reply, info)) {
       // A command of a held block, refused: the server closes the connection, and the

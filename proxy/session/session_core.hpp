@@ -394,7 +394,6 @@ class session_core {
   void note_shared_reply(const entry& e);
   bool answer_client_name(entry& e, const routing::arg_source& args);
   int64_t tx_pause_ms_ = 0;  // shared mode: the longest CLIENT PAUSE queued in this MULTI
-  bool tx_pause_all_ = false;  // ...and one of them pauses everything (not WRITE)
   // The server refused the proxy's wait_sync write (an ACL user with no channels, a
   // server without SPUBLISH): it is not sent again for this client.
   bool wait_sync_refused_ = false;

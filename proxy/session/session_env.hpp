@@ -82,14 +82,9 @@ class session_env {
   // A CLIENT PAUSE went to a backend (until_ms: when it ends; 0: CLIENT UNPAUSE). While
   // one may be in force, shared connections carry one client's commands at a time: a
   // paused write must not hold back the reads of other clients queued behind it.
-  virtual void note_pause(int64_t until_ms, bool all) {
-    (void)until_ms;
-    (void)all;
-  }
+  virtual void note_pause(int64_t until_ms) { (void)until_ms; }
   // A CLIENT PAUSE the proxy saw may be in force now.
   virtual bool pause_in_force() const { return false; }
-  // A CLIENT PAUSE ... WRITE may be in force, and no pause of everything.
-  virtual bool write_pause_only() const { return false; }
   virtual void record_latency_us(uint64_t us) = 0;
 
   // Whether the servers want a password of a client that has not authenticated, as this

@@ -265,16 +265,14 @@ void session_core::note_shared_effects(entry& e, link& l, const routing::arg_sou
     }
     if (tx_pause_ms_ > 0 && policy::iequals_lower(name, "exec")) {
       // A pause queued in the block starts when the block runs.
-      env_.note_pause(env_.now_ms() + tx_pause_ms_, tx_pause_all_);
+      env_.note_pause(env_.now_ms() + tx_pause_ms_);
       tx_pause_ms_ = 0;
-      tx_pause_all_ = false;
     }
     return;
   }
   if (c == 'd' || c == 'r') {
     if (policy::iequals_lower(name, "discard") || policy::iequals_lower(name, "reset")) {
       tx_pause_ms_ = 0;
-      tx_pause_all_ = false;
     }
     return;
   }
@@ -289,19 +287,16 @@ void session_core::note_shared_effects(entry& e, link& l, const routing::arg_sou
     // proxy then steers for nothing until the deadline: harmless).
     int64_t ms = 0;
     if (!detail::parse_i64(args.arg(2), ms) || ms <= 0) return;
-    // CLIENT PAUSE timeout [WRITE | ALL]: ALL unless it says WRITE.
-    const bool all = !(args.argc() >= 4 && policy::iequals_lower(args.arg(3), "write"));
     if (l.server_multi) {
       tx_pause_ms_ = std::max<int64_t>(tx_pause_ms_, ms);
-      tx_pause_all_ = tx_pause_all_ || all;
     } else {
-      env_.note_pause(env_.now_ms() + ms, all);
+      env_.note_pause(env_.now_ms() + ms);
     }
   }
 }
 
 void session_core::note_shared_reply(const entry& e) {
-  if (e.unpause) env_.note_pause(0, true);
+  if (e.unpause) env_.note_pause(0);
   if (e.ckind == command_kind::client_setname && e.backend < links_.size() &&
       links_[e.backend].shared && !links_[e.backend].server_multi) {
     links_[e.backend].named = true;

@@ -618,3 +618,18 @@ def cluster_proxy(case, cluster, read_from="primary", **kw):
                         % (", ".join(cluster.seeds()), read_from))
     p.write_config(text)
     return p.start()
+
+
+SHARED = 'connections = "shared"'
+DEDICATED = 'connections = "dedicated"'
+
+
+def in_models(case, backends, run, models=(SHARED, DEDICATED), **kw):
+    """run(port) through respfence (one I/O thread, for a deterministic order) in each
+    connection model: {model: outcome}."""
+    out = {}
+    for m in models:
+        p = case.proxy(backends, extra=m, threads=1, **kw)
+        out[m] = run(p.port)
+        p.stop()
+    return out

@@ -3,7 +3,7 @@ redis-server 7.0.15 does with the same client code.
 
 Each test runs the client code straight to a redis-server (the control) and through
 respfence, and expects the same outcome, or what the README promises. Every test here
-fails against b03ce95.
+fails against b03ce95; one stays a documented difference (expectedFailure).
 """
 
 import socket
@@ -144,6 +144,11 @@ class ReadsDuringAWritePause(TestCase):
     later command until the flush is answered: each read waits for the pause to end (up
     to its full timeout), and then answers from after the flush."""
 
+    # Known difference (README, "Flush epochs and the flush fence"): under a CLIENT PAUSE
+    # the fence holds reads until the paused flush has run. Letting them pass was tried
+    # (c034706, de0a3bc) and reviews 31 and 33 showed reads overtaking a flush, or held,
+    # as the server's pause state changed under a second pause.
+    @unittest.expectedFailure
     def test_get_after_a_paused_flushall_is_answered_at_once(self):
         """C: SET k v. B: CLIENT PAUSE 3000 WRITE. A: FLUSHALL (not read yet). 0.3 s
         later, C: GET k. Direct: "v" at once (the FLUSHALL waits for the pause).

@@ -11,21 +11,11 @@ import socket
 import time
 import unittest
 
-from harness import RawConn, TestCase, encode, one_shot, wait_until
+from harness import in_models, RawConn, TestCase, encode, one_shot, wait_until
 
 SHARED = 'connections = "shared"'
 DEDICATED = 'connections = "dedicated"'
 MODELS = (SHARED, DEDICATED)
-
-
-def in_models(case, backends, run, models=MODELS, **kw):
-    """run(port) through respfence in each connection model: {model: outcome}."""
-    out = {}
-    for m in models:
-        p = case.proxy(backends, extra=m, threads=1, **kw)
-        out[m] = run(p.port)
-        p.stop()
-    return out
 
 
 class ReadUnderPauseAll(TestCase):
