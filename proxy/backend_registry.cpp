@@ -130,9 +130,13 @@ void backend_registry::probe_blind(size_t i, const std::string& why, uint64_t ro
   probe_done(i, b, round, b.sm.on_probe_answer(false), "info_refused");
 }
 
-void backend_registry::probe_failed(size_t i, const std::string& why) { probe_error(i, why, false); }
+void backend_registry::probe_failed(size_t i, const std::string& why) {
+  probe_error(i, why, false);
+}
 
-void backend_registry::probe_timed_out(size_t i, const std::string& why) { probe_error(i, why, true); }
+void backend_registry::probe_timed_out(size_t i, const std::string& why) {
+  probe_error(i, why, true);
+}
 
 void backend_registry::probe_error(size_t i, const std::string& why, bool timed_out) {
   backend& b = *b_[i];

@@ -35,7 +35,8 @@ bool wait_counts_replicas(const routing::arg_source& args) {
 // either, which only the server knows: README.)
 bool may_block(std::uint32_t cflags, const routing::arg_source& args) {
   if ((cflags & policy::flag_blocking) == 0) return false;
-  if (!policy::iequals_lower(args.arg(0), "xread") && !policy::iequals_lower(args.arg(0), "xreadgroup")) {
+  if (!policy::iequals_lower(args.arg(0), "xread") &&
+      !policy::iequals_lower(args.arg(0), "xreadgroup")) {
     return true;
   }
   // [GROUP group consumer] [COUNT n] [BLOCK ms] [NOACK] STREAMS key ... id ...: names and
@@ -528,11 +529,12 @@ void session_core::send(entry& e, size_t b, const routing::arg_source& args) {
   // A blocking command may wait forever (WAIT and WAITAOF too, without the table's
   // flag); pub/sub and MONITOR never finish. A flush fence cannot wait for them, and a
   // client's end of file ends them at once (on_client_eof).
-  const bool waits = policy::iequals_lower(args.arg(0), "wait") ||
-                     policy::iequals_lower(args.arg(0), "waitaof");
+  const bool waits =
+      policy::iequals_lower(args.arg(0), "wait") || policy::iequals_lower(args.arg(0), "waitaof");
   e.exempt = (e.cflags & policy::flag_blocking) != 0 || kind == reply_kind::subscribe ||
              k == command_kind::monitor || monitor_ || waits;
-  e.blocks = !links_[b].server_multi && (waits ? wait_counts_replicas(args) : may_block(e.cflags, args));
+  e.blocks =
+      !links_[b].server_multi && (waits ? wait_counts_replicas(args) : may_block(e.cflags, args));
   if (eof_ && e.exempt && !links_[b].server_multi) {
     // Sent after the client's end of file (it was held, or parsed once the output
     // drained): direct, the server would block it and free the client at EOF, so

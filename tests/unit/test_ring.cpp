@@ -17,7 +17,9 @@ struct item {
   bool flag = false;
 };
 
-bool pristine(const item& i) { return i.n == 0 && i.s.empty() && !i.flag; }
+bool pristine(const item& i) {
+  return i.n == 0 && i.s.empty() && !i.flag;
+}
 }  // namespace
 
 TEST_CASE("ring: emplace_back gives a fresh element after pops, front pushes and growth") {
