@@ -424,17 +424,7 @@ bool session_core::dispatch(entry& e, const routing::arg_source& args) {
     env_.count(b, counter::forwarded);
     return true;
   }
-  policy::decide_input in;
-  in.state = v.state;
-  in.r = ru;
-  // PING takes at most one argument: with more, the server answers LOADING (it is not
-  // loading-safe) and its arity error only once it serves; never ECHO's answer.
-  in.is_ping = k == command_kind::ping && args.argc() <= 2;
-  in.ping_rewrite = pol.config().ping_rewrite;
-  in.echo_loading_safe = v.echo_loading_safe;
-  // A SUBSCRIBE still unconfirmed counts: the server reads this PING subscribed.
-  in.resp2_subscribed = !resp3_ && (subscribed() || sub_inflight_ > 0);
-  switch (policy::decide(in)) {
+  switch (policy::decide(loading_input(v, ru, k, args))) {
     case decision::forward:
       send(e, b, args);
       env_.count(b, counter::forwarded);
@@ -455,6 +445,22 @@ bool session_core::dispatch(entry& e, const routing::arg_source& args) {
       return true;
   }
   return true;
+}
+
+policy::decide_input session_core::loading_input(const backend_view& v, const policy::rule& ru,
+                                                 command_kind k,
+                                                 const routing::arg_source& args) const {
+  policy::decide_input in;
+  in.state = v.state;
+  in.r = ru;
+  // PING takes at most one argument: with more, the server answers LOADING (it is not
+  // loading-safe) and its arity error only once it serves; never ECHO's answer.
+  in.is_ping = k == command_kind::ping && args.argc() <= 2;
+  in.ping_rewrite = env_.policy().config().ping_rewrite;
+  in.echo_loading_safe = v.echo_loading_safe;
+  // A SUBSCRIBE still unconfirmed counts: the server reads this PING subscribed.
+  in.resp2_subscribed = !resp3_ && (subscribed() || sub_inflight_ > 0);
+  return in;
 }
 
 void session_core::send(entry& e, size_t b, const routing::arg_source& args) {

@@ -66,14 +66,9 @@ void session_core::admit_in_order(entry& e, const routing::arg_source& args) {
   }
   const backend_view& v = env_.view(b);
   if (policy::serving(v.state) || (cmd != nullptr && !cmd->arity_ok(args.argc()))) return;
-  policy::decide_input in;
-  in.state = v.state;
-  in.r = cmd ? pol.rule_for(*cmd) : pol.unknown_rule();
-  in.is_ping = cmd != nullptr && cmd->kind == command_kind::ping && args.argc() <= 2;
-  in.ping_rewrite = pol.config().ping_rewrite;
-  in.echo_loading_safe = v.echo_loading_safe;
-  in.resp2_subscribed = !resp3_ && (subscribed() || sub_inflight_ > 0);
-  if (policy::decide(in) != decision::queue) return;
+  const policy::rule& ru = cmd ? pol.rule_for(*cmd) : pol.unknown_rule();
+  const command_kind k = cmd ? cmd->kind : command_kind::plain;
+  if (policy::decide(loading_input(v, ru, k, args)) != decision::queue) return;
   e.backend = static_cast<uint16_t>(b);
   if (env_.queue_admit(b, e.req_len)) {
     e.admitted = true;

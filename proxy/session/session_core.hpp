@@ -354,6 +354,11 @@ class session_core {
   bool dispatch(entry& e, const routing::arg_source& args);
   void hold(entry& e, hold_reason why);
   void admit_in_order(entry& e, const routing::arg_source& args);
+  // What policy::decide needs for a command whose backend is not serving (dispatch, and
+  // admit_in_order, which must decide as dispatch will).
+  policy::decide_input loading_input(const backend_view& v, const policy::rule& ru,
+                                     policy::command_kind k,
+                                     const routing::arg_source& args) const;
   bool hold_for_loading(entry& e, size_t b, uint32_t timeout_ms);
   void release_admission(entry& e);
   void send(entry& e, size_t b, const routing::arg_source& args);
